@@ -82,6 +82,7 @@ class Task(ABC):
 
     name: str = ""
     separator: str = "<sep>"  # the token that ends the prompt
+    unique_chain: bool = True  # False where many chains are right (arithmetic): only answers graded
     min_n: int = 1
     max_n: int = 1000
 

@@ -24,8 +24,15 @@ LETTER0 = len(SPECIALS)  # id of "a"
 NUMBER0 = LETTER0 + len(LETTERS)  # id of "0"
 INF = 10_000  # an unreachable cell; fits int16 with room for the +2/+3 steps
 PAD_LETTER = -1
-SUB_BATCH = 8192
+SUB_BATCH = 32768
 RANDOM_BRANCH = 0.4  # share of second strings drawn at random instead of by edits
+
+
+def pick_letters(available: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """available[r, index[r, ...]] for every row r, by one flat gather (faster than take_along_axis)."""
+    base = np.arange(0, available.size, available.shape[1])
+    base = base.reshape((-1,) + (1,) * (index.ndim - 1))
+    return available.ravel()[index + base]
 
 
 class EditDistance(Task):
@@ -180,22 +187,27 @@ class EditDistance(Task):
         return Batch(tokens, lengths, prompts)
 
     def _draw_strings(self, rng: np.random.Generator, edits: np.ndarray):
-        """First strings (B, n), second strings (B, W) padded with -1, second lengths; rejected
-        draws are drawn again with the same number of edits, as the public code's recursion does."""
+        """First strings (B, n), second strings (B, W) padded with -1, and second lengths.
+
+        The public code redraws a sample whose second string has a length out of range or equals
+        the first. The length depends only on the branch and the edit operations, not on letters or
+        positions, so those are drawn and filtered first (`_draw_shapes`) and the letters only for
+        samples whose length is right; a rare string equal to the first is redrawn whole. Both are
+        rejection sampling of the same joint draw, so the distribution is the public code's.
+        """
         n, (lo, hi) = self.n, self.second_lengths()
         count = len(edits)
-        letters = np.tile(np.arange(len(LETTERS), dtype=np.int8), (count, 1))
-        available = rng.permuted(letters, axis=1)  # the first `using` columns are this sample's letters
+        random_branch, rand_len, ops = self._draw_shapes(rng, edits)
         using = rng.integers(3, self.using + 3, size=(count, 1))
-        s1 = np.take_along_axis(available, below(rng, using, (count, n)), axis=1)
+        available = self._letter_sets(rng, count)  # the first `using` columns are this sample's letters
+        picks = pick_letters(available, below(rng, using, (count, n + hi)))
+        s1 = np.ascontiguousarray(picks[:, :n])
         width = max(2 * n + 1, hi + 1)
         s2 = np.full((count, width), PAD_LETTER, dtype=np.int8)
         s2[:, :n] = s1
         len2 = np.full(count, n, dtype=np.int64)
 
-        random_branch = rng.random(count) < RANDOM_BRANCH
-        rand_len = rng.integers(lo, hi + 1, size=count)
-        rand_str = np.take_along_axis(available, below(rng, using, (count, hi)), axis=1)
+        rand_str = picks[:, n:]
         rand_str[np.arange(hi) >= rand_len[:, None]] = PAD_LETTER
         s2[random_branch, :hi] = rand_str[random_branch]
         s2[random_branch, hi:] = PAD_LETTER
@@ -205,36 +217,65 @@ class EditDistance(Task):
         # editing at step t are a prefix and every step works on a view.
         steps = np.where(random_branch, 0, edits)
         order = np.argsort(-steps, kind="stable")
-        s2, len2, av, us = s2[order], len2[order], available[order], using[order]
+        s2, len2, av, us, ops = s2[order], len2[order], available[order], using[order], ops[order]
         cols = np.arange(width)
         at_or_after = (cols[None, :] >= np.arange(width + 1)[:, None]).view(np.int8)
         after = (cols[None, :] > np.arange(width + 1)[:, None]).view(np.int8)
         for t in range(int(steps.max(initial=0))):
             m = int(np.searchsorted(-steps[order], -t, side="left"))  # rows with steps > t
-            self._edit_step(rng, s2[:m], len2[:m], av[:m], us[:m], at_or_after, after)
+            self._edit_step(rng, ops[:m, t], s2[:m], len2[:m], av[:m], us[:m], at_or_after, after)
         inverse = np.empty_like(order)
         inverse[order] = np.arange(count)
         s2, len2 = s2[inverse], len2[inverse]
 
-        same = (len2 == n) & np.all(s2[:, :n] == s1, axis=1)
-        bad = np.flatnonzero(same | (len2 < lo) | (len2 > hi))
-        if len(bad):
-            s1[bad], s2[bad], len2[bad] = self._draw_strings(rng, edits[bad])
+        same = np.flatnonzero((len2 == n) & np.all(s2[:, :n] == s1, axis=1))
+        if len(same):
+            s1[same], s2[same], len2[same] = self._draw_strings(rng, edits[same])
         return s1, s2, len2
 
+    def _draw_shapes(self, rng: np.random.Generator, edits: np.ndarray):
+        """Branch, random length and edit operations (B, n) of every sample, redrawn until the
+        second string's length is in range."""
+        n, (lo, hi) = self.n, self.second_lengths()
+        count = len(edits)
+        random_branch = rng.random(count) < RANDOM_BRANCH
+        rand_len = rng.integers(lo, hi + 1, size=count)
+        ops = rng.integers(0, 3, size=(count, n), dtype=np.int8)
+        length = np.full(count, n)
+        for t in range(n):
+            op = ops[:, t]
+            delete = (op == 0) & (length > 2)
+            insert = ~delete & (op != 1)
+            length += (insert.astype(np.int64) - delete) * (t < edits)
+        bad = np.flatnonzero(~random_branch & ((length < lo) | (length > hi)))
+        if len(bad):
+            random_branch[bad], rand_len[bad], ops[bad] = self._draw_shapes(rng, edits[bad])
+        return random_branch, rand_len, ops
+
+    def _letter_sets(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Per row, a uniformly random ordered choice of distinct letters in the first
+        `using + 2` columns: a Fisher-Yates shuffle stopped after those columns."""
+        letters = np.tile(np.arange(len(LETTERS), dtype=np.int8), (count, 1))
+        rows = np.arange(count)
+        for k in range(self.using + 2):
+            j = k + below(rng, len(LETTERS) - k, count)
+            picked = letters[rows, j]
+            letters[rows, j] = letters[:, k]
+            letters[:, k] = picked
+        return letters
+
     @staticmethod
-    def _edit_step(rng, s2, len2, available, using, at_or_after, after) -> None:
+    def _edit_step(rng, op, s2, len2, available, using, at_or_after, after) -> None:
         """One random delete / substitute / insert on every row, in place.
 
         at_or_after[p] (after[p]) is the int8 mask of columns >= p (> p); row W masks nothing.
         """
         m = len(len2)
-        op = rng.integers(0, 3, size=m)
         delete = (op == 0) & (len2 > 2)
         substitute = op == 1
         insert = ~delete & ~substitute  # includes a delete asked of a string of length <= 2
         pos = below(rng, len2 + insert)
-        letter = available[np.arange(m), below(rng, using[:, 0])]
+        letter = pick_letters(available, below(rng, using[:, 0]))
         # Shift by masks and int8 arithmetic (SIMD) rather than a gather: cells at or after a
         # deletion take their right neighbour, cells after an insertion their left neighbour.
         none = s2.shape[1]  # the row of the step tables that shifts nothing
@@ -261,68 +302,57 @@ class EditDistance(Task):
         g, a = x.shape
         b = y.shape[1]
         voc = self.vocab
-        cells = self.cells(a, b)
         out = np.empty((g, self.seq_len(a, b)), dtype=voc.dtype)
         out[:, :a] = x + LETTER0
         out[:, a] = voc.id("|")
         out[:, a + 1 : a + 1 + b] = y + LETTER0
         start = a + b + 2
         out[:, start - 1] = voc.id("<sep>")
-        end = start + sum(len(c) + 1 for c in cells)
+        row_len = [len(c) + 1 for c in self.cells(a, b)]
+        end = start + sum(row_len)
         out[:, end : end + 3] = [voc.id("<sep>"), 0, voc.id(EOS)]
-        if self.band() is None:  # the chain is the table itself, one `,` after each row
-            rows = out[:, start:end].reshape(g, a, b + 1)
-            rows[:, :, b] = voc.id(",")
-            dp = rows[:, :, :b]
-        else:
-            at = np.cumsum([0] + [len(c) + 1 for c in cells])
-            out[:, start + at[1:] - 1] = voc.id(",")
-            dp = np.empty((g, a, b), dtype=voc.dtype)
+        commas = start + np.cumsum(row_len) - 1
+        out[:, commas] = voc.id(",")
+        self._write_chain(x, y, out[:, start:end], commas - start)
+        out[:, end + 1] = out[:, end - 2]  # the answer is the last cell
+        return out
+
+    def _write_chain(self, x: np.ndarray, y: np.ndarray, chain: np.ndarray, commas: np.ndarray) -> None:
+        """Fill the DP cells of `chain` (G, cells + commas): here the whole table, row by row."""
+        g, a = x.shape
+        b = y.shape[1]
+        dp = chain.reshape(g, a, b + 1)[:, :, :b]
         for lo in range(0, g, SUB_BATCH):  # sub-batches keep the DP rows in cache
             hi = min(g, lo + SUB_BATCH)
             self._table_rows(x[lo:hi], y[lo:hi], dp[lo:hi])
-        if self.band() is not None:
-            flat_i = np.concatenate([[i] * len(c) for i, c in enumerate(cells)])
-            flat_j = np.concatenate(cells) - 1
-            not_comma = np.setdiff1d(np.arange(end - start), at[1:] - 1)
-            out[:, start + not_comma] = dp[:, flat_i, flat_j]
-        out[:, end + 1] = dp[:, a - 1, b - 1]
-        return out
 
-    def _table_rows(self, x: np.ndarray, y: np.ndarray, dest: np.ndarray) -> None:
+    @staticmethod
+    def _table_rows(x: np.ndarray, y: np.ndarray, dest: np.ndarray) -> None:
         """Write token ids of dp(i, j), i = 1..a, j = 1..b into dest (G, a, b).
 
         Each row is one vectorised step: t[j] = min(up + 2, diagonal + cost) leaves only the
         left-neighbour term, and dp[i][j] = min_k (t[k] + 2 (j - k)) = 2j + running min of
-        (t[k] - 2k), a running minimum. The batch is the last axis, so every operation runs over
-        contiguous memory (numpy's minimum.accumulate is slower here than a loop over columns).
+        (t[k] - 2k). The batch is the last axis, so every operation runs over contiguous memory
+        (numpy's minimum.accumulate is slower here than a loop over columns).
         """
         g, a = x.shape
         b = y.shape[1]
-        w = self.band()
         j = np.arange(b + 1, dtype=np.int16)[:, None]
-        outside = np.zeros((a + 1, b + 1), dtype=bool)
-        if w is not None:
-            outside = np.abs(np.arange(a + 1)[:, None] - j.T) > w
         xt, yt = np.ascontiguousarray(x.T), np.ascontiguousarray(y.T)
         cost = np.empty((b, g), dtype=np.int16)
-        prev = np.broadcast_to(np.where(outside[0][:, None], INF, j), (b + 1, g)).astype(np.int16)
+        prev = np.broadcast_to(j, (b + 1, g)).astype(np.int16)
         t = np.empty((b + 1, g), dtype=np.int16)
         rows = np.empty((a, b, g), dtype=dest.dtype)
         for i in range(1, a + 1):
-            t[0] = INF if outside[i, 0] else i
+            t[0] = i
             np.not_equal(xt[i - 1], yt, out=cost, casting="unsafe")
             cost *= 3
             np.add(prev[:-1], cost, out=t[1:])
             np.minimum(t[1:], prev[1:] + 2, out=t[1:])
             t -= 2 * j
-            if w is not None:
-                t[outside[i]] = INF
             for k in range(1, b + 1):  # running minimum down the columns
                 np.minimum(t[k - 1], t[k], out=t[k])
             t += 2 * j
-            if w is not None:
-                t[outside[i]] = INF
             np.add(t[1:], NUMBER0, out=rows[i - 1], casting="unsafe")
             prev, t = t, prev
         dest[...] = rows.transpose(2, 0, 1)
@@ -350,3 +380,39 @@ class EditDistanceLocal(EditDistance):
 
     def options(self) -> dict:
         return {"using": self.using, "band": self._band}
+
+    def _write_chain(self, x: np.ndarray, y: np.ndarray, chain: np.ndarray, commas: np.ndarray) -> None:
+        """Fill the band cells of `chain`, working in band coordinates: cell (i, j) is column
+        k = j - i + band of row i, so a row is 2 band + 1 values whatever the string lengths.
+
+        Up (i-1, j) is column k+1 of the previous row, the diagonal (i-1, j-1) column k, the left
+        neighbour (i, j-1) column k-1 of this row; columns with j < 0 or j > b are unreachable.
+        """
+        g, a = x.shape
+        b, w = y.shape[1], self._band
+        width = 2 * w + 1
+        k = np.arange(width)
+        # y shifted so that column k of row i reads y[j - 1] = y[i - 1 + k - w]; -2 matches nothing
+        y_band = np.full((g, a + width), -2, dtype=np.int8)
+        y_band[:, w : w + b] = y
+        prev = np.where((k >= w) & (k - w <= b), k - w, INF).astype(np.int16)[None, :].repeat(g, 0)
+        cell_cols = np.setdiff1d(np.arange(chain.shape[1]), commas)
+        values = np.empty((g, len(cell_cols)), dtype=np.int16)
+        done = 0
+        for i in range(1, a + 1):
+            j = i + k - w
+            cost = (x[:, i - 1 : i] != y_band[:, i - 1 : i - 1 + width]).astype(np.int16)
+            cost *= 3
+            row = prev + cost  # diagonal
+            np.minimum(row[:, :-1], prev[:, 1:] + 2, out=row[:, :-1])  # up
+            if 0 <= w - i:
+                row[:, w - i] = i  # the border dp(i, 0) = i inside the band
+            row[:, (j < 0) | (j > b)] = INF
+            for c in range(1, width):  # left neighbour: a running minimum with +2 per step
+                np.minimum(row[:, c], row[:, c - 1] + 2, out=row[:, c])
+            row[:, j > b] = INF
+            keep = (j >= 1) & (j <= b)
+            values[:, done : done + keep.sum()] = row[:, keep]
+            done += keep.sum()
+            prev = row
+        chain[:, cell_cols] = values + NUMBER0
