@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--full-size", type=int, default=1_000_000,
                        help="ED n=20 training samples for the end-to-end timing (0 skips it)")
 
+    att = sub.add_parser("bench-attention", help="benchmark: attention time and memory against L")
+    att.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    att.add_argument("--lengths", type=int, nargs="+", help="default: 256..65536 on the GPU, 256..4096 on the CPU")
+    att.add_argument("--tokens", type=int, help="tokens per batch (default: 2**17 on the GPU, 2**13 on the CPU)")
+    att.add_argument("--repeat", type=int, default=10)
+    att.add_argument("--out", type=Path, help="default: reports/bench/attention.json (attention_cpu.json on CPU)")
+    att.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -55,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import data_generation
 
             data_generation.run(args.json, args.full_size)
+        elif args.command == "bench-attention":
+            import torch
+
+            from .bench import attention
+
+            device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+            gpu = device == "cuda"
+            lengths = args.lengths or [2**e for e in range(8, 17 if gpu else 13)]
+            out = args.out or Path("reports/bench/attention.json" if gpu else "reports/bench/attention_cpu.json")
+            result = attention.run(out, device, lengths, args.tokens or (2**17 if gpu else 2**13),
+                                   repeat=args.repeat, git=args.git_rev)
+            attention.plot(result, out.with_suffix(".png"))
     except (ValueError, OSError) as err:  # our errors subclass these; the message names the problem
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ def test_export_writes_the_cot_benchmark_format(tmp_path, task):
     assert again.returncode == 0
     for name in expected:
         assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
-    other = cli(*args[:-1], "6", "--out", str(tmp_path / "other"))
+    assert cli(*args[:-1], "6", "--out", str(tmp_path / "other")).returncode == 0
     assert (out / "chain/train_data.txt").read_bytes() != (tmp_path / "other/chain/train_data.txt").read_bytes()
 
 

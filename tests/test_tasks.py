@@ -4,7 +4,7 @@ vocabulary and length bounds, and the vectorised sampler against the plain-Pytho
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -20,7 +20,7 @@ SIZES = {"arithmetic": [1, 2, 3, 6, 16], "ed": [4, 6, 12, 20], "ed_local": [3, 1
 
 # --- independent slow solvers: written from the definitions, sharing nothing with the package ---
 def slow_edit_distance(first: str, second: str, band: int | None) -> dict[tuple[int, int], int]:
-    @lru_cache(maxsize=None)
+    @cache
     def d(i: int, j: int) -> float:
         if band is not None and abs(i - j) > band:
             return float("inf")
@@ -143,7 +143,7 @@ def test_max_len_is_reached():
     """The declared maximum is the longest sequence (ED/LIS exactly; arithmetic within its bound)."""
     assert make_task("ed", 20).max_len == 507  # 506 in the paper, plus <eos>
     assert make_task("ed", 6).max_len == 73
-    assert make_task("lis", 250).max_len == 503
+    assert make_task("lis", 250).max_len == 504  # x1..xn <sep> dp1..dpn <sep> answer <eos>
     assert make_task("lis", 40).max_len == 84
     for name, n in [("ed", 6), ("ed_local", 10), ("lis", 10)]:
         task, batch = sample_batch(name, n, 1, 20000)
@@ -206,7 +206,7 @@ def test_cot_fixtures_parse_and_agree(fixtures):
     [
         ("ed", "a b c d | a b c e <sep> 0 2 4 6 , 2 0 2 4 , 4 2 0 2 , 6 4 2 3 , <sep> 4", "token"),
         ("ed", "a b c d | a b c e <sep> 0 2 4 6 , 2 0 2 4 , 4 2 0 2 , 6 4 1 3 , <sep> 3", "expected .2., got .1."),
-        ("ed", "a b | a b c e <sep> 0 2 4 6 , <sep> 3", "lengths"),
+        ("ed", "a b c d | a b c d e f g h <sep> 0 2 4 6 , <sep> 3", "lengths 4 and 8"),
         ("lis", "7 5 6 <sep> 1 1 2 <sep> 3", "expected"),
         ("lis", "7 5 6 <sep> 1 1 2 <sep>", "sequence"),
         ("arithmetic", "1 + 2 * 3 = 9 * 3 = 5", "step"),

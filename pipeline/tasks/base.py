@@ -8,10 +8,10 @@ sequence back and check every step of its chain of thought.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
-import random
 
 import numpy as np
 

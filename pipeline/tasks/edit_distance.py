@@ -195,7 +195,7 @@ class EditDistance(Task):
         samples whose length is right; a rare string equal to the first is redrawn whole. Both are
         rejection sampling of the same joint draw, so the distribution is the public code's.
         """
-        n, (lo, hi) = self.n, self.second_lengths()
+        n, hi = self.n, self.second_lengths()[1]
         count = len(edits)
         random_branch, rand_len, ops = self._draw_shapes(rng, edits)
         using = rng.integers(3, self.using + 3, size=(count, 1))
@@ -270,7 +270,6 @@ class EditDistance(Task):
 
         at_or_after[p] (after[p]) is the int8 mask of columns >= p (> p); row W masks nothing.
         """
-        m = len(len2)
         delete = (op == 0) & (len2 > 2)
         substitute = op == 1
         insert = ~delete & ~substitute  # includes a delete asked of a string of length <= 2

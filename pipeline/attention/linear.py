@@ -1,0 +1,78 @@
+"""Causal linear attention (Katharopoulos et al. 2020): softmax replaced by phi(x) = elu(x) + 1.
+
+out_i = phi(q_i) . sum_{j<=i} phi(k_j) v_j^T / phi(q_i) . sum_{j<=i} phi(k_j)
+
+The fast path is chunked: inside a chunk of C positions the quadratic form (C x C), across chunks a
+running state (dim x dim) and normaliser (dim). Cost O(L C d + L d^2), plain PyTorch, so it runs
+and differentiates on the CPU and the GPU alike. Sums are kept in float32 whatever the input type.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Attention, AttentionError, wide
+
+
+def phi(x: torch.Tensor) -> torch.Tensor:
+    return F.elu(x) + 1
+
+
+class LinearAttention(Attention):
+    name = "linear"
+
+    def __init__(self, max_len: int, chunk: int = 64) -> None:
+        super().__init__(max_len)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise AttentionError(f"linear chunk size must be an integer >= 1, got {chunk!r}")
+        self.chunk = chunk
+
+    def options(self) -> dict:
+        return {"chunk": self.chunk}
+
+    def reference(self, q, k, v):
+        fq, fk = phi(q.double()), phi(k.double())
+        length = q.shape[2]
+        a = (fq @ fk.transpose(-1, -2)) * torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+        return ((a @ v.double()) / a.sum(-1, keepdim=True)).to(v.dtype)
+
+    def forward(self, q, k, v):
+        batch, heads, length, dim = q.shape
+        acc = wide(q).dtype
+        c = self.chunk
+        nc = -(-length // c)
+        pad = nc * c - length
+        # Padding after phi: padded keys are 0 and add nothing to any state; padded queries are 1 so
+        # that their (discarded) rows never divide 0 by 0, which would put NaN into the gradients.
+        fq = F.pad(phi(q.to(acc)), (0, 0, 0, pad), value=1.0).view(batch, heads, nc, c, dim)
+        fk = F.pad(phi(k.to(acc)), (0, 0, 0, pad)).view(batch, heads, nc, c, dim)
+        vv = F.pad(v.to(acc), (0, 0, 0, pad)).view(batch, heads, nc, c, dim)
+        causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+        a = (fq @ fk.transpose(-1, -2)).masked_fill(~causal, 0.0)  # (.., nc, c, c)
+        num = a @ vv
+        den = a.sum(-1)
+        # state before each chunk: exclusive running sums over chunks
+        kv = fk.transpose(-1, -2) @ vv  # (.., nc, dim, dim)
+        state = torch.cumsum(kv, dim=2) - kv
+        ksum = fk.sum(3)
+        norm = torch.cumsum(ksum, dim=2) - ksum  # (.., nc, dim)
+        num = num + fq @ state
+        den = den + (fq @ norm.unsqueeze(-1)).squeeze(-1)
+        out = (num / den.unsqueeze(-1)).view(batch, heads, nc * c, dim)[:, :, :length]
+        return out.to(v.dtype)
+
+    def init_state(self, batch, heads, head_dim, device, dtype):
+        acc = torch.promote_types(dtype, torch.float32)
+        zeros = torch.zeros(batch, heads, head_dim, head_dim, device=device, dtype=acc)
+        return zeros, torch.zeros(batch, heads, head_dim, device=device, dtype=acc)
+
+    def step(self, q, k, v, state):
+        kv, norm = state
+        acc = kv.dtype
+        fq, fk = phi(q.to(acc)[:, :, 0]), phi(k.to(acc)[:, :, 0])
+        # written as matrix products (outer product, read-out, normaliser) so FLOP counters see them
+        kv = kv + fk.unsqueeze(-1) @ v.to(acc)[:, :, 0].unsqueeze(-2)
+        norm = norm + fk
+        out = (fq.unsqueeze(-2) @ kv).squeeze(-2) / (fq.unsqueeze(-2) @ norm.unsqueeze(-1)).squeeze(-1)
+        return out.unsqueeze(2).to(v.dtype), (kv, norm)

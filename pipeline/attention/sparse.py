@@ -1,0 +1,158 @@
+"""Sparse Transformer attention (Child et al. 2019): each position sees a subset of earlier ones.
+
+Fixed pattern: its own block of B positions, plus the last c positions ("summary") of every earlier
+block. Strided pattern: the previous B positions, plus every position a multiple of B back. With
+B near sqrt(L) each position attends to O(sqrt(L)) others.
+
+The fast path never forms the L x L score matrix. It reshapes the sequence into blocks and computes
+two small score tensors that it normalises together: the block-local scores and the scores against
+the few keys that other blocks offer (the summary keys, or the same residue mod B). This is plain
+tensor algebra, so it runs on the CPU (with backward) and the GPU alike; on the GPU the fixed
+pattern can also use FlexAttention with the summary keys gathered after the sequence, so that its
+block mask really skips the blocks a query does not see.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import Attention, AttentionError, KVCache, softmax_attention, wide
+
+PATTERNS = ("fixed", "strided")
+
+
+class SparseAttention(Attention):
+    name = "sparse"
+
+    def __init__(self, max_len: int, block: int | None = None, summary: int = 1, pattern: str = "fixed",
+                 flex: bool = False) -> None:
+        super().__init__(max_len)
+        block = math.ceil(math.sqrt(max_len)) if block is None else block
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise AttentionError(f"sparse block size must be an integer >= 1, got {block!r}")
+        if isinstance(summary, bool) or not isinstance(summary, int) or not 1 <= summary <= block:
+            raise AttentionError(f"sparse summary must be an integer in 1..block ({block}), got {summary!r}")
+        if pattern not in PATTERNS:
+            raise AttentionError(f"sparse pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
+        self.block, self.summary, self.pattern, self.flex = block, summary, pattern, flex
+        self._flex_masks: dict = {}
+
+    def options(self) -> dict:
+        return {"block": self.block, "summary": self.summary, "pattern": self.pattern}
+
+    # --- the pattern, by definition ------------------------------------------------------------
+    def allowed(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Whether position `query` may attend to position `key` (broadcasting integer tensors)."""
+        b = self.block
+        if self.pattern == "fixed":
+            seen = (key // b == query // b) | (key % b >= b - self.summary)
+        else:
+            seen = (query - key < b) | ((query - key) % b == 0)
+        return (key <= query) & seen
+
+    def mask(self, length: int, device=None) -> torch.Tensor:
+        pos = torch.arange(length, device=device)
+        return self.allowed(pos[:, None], pos[None, :])
+
+    def reference(self, q, k, v):
+        return softmax_attention(q, k, v, self.mask(q.shape[2], q.device))
+
+    # --- fast paths ------------------------------------------------------------------------------
+    def forward(self, q, k, v):
+        if self.pattern == "fixed" and self.flex and q.is_cuda:
+            return self._fixed_flex(q, k, v)
+        return self._fixed_blocks(q, k, v) if self.pattern == "fixed" else self._strided_blocks(q, k, v)
+
+    def _blocks(self, *tensors: torch.Tensor) -> tuple[int, list[torch.Tensor]]:
+        """Pad the sequence to whole blocks and view it as (batch, heads, blocks, block, dim)."""
+        batch, heads, length, dim = tensors[0].shape
+        nb = -(-length // self.block)
+        pad = nb * self.block - length
+        return nb, [F.pad(t, (0, 0, 0, pad)).view(batch, heads, nb, self.block, dim) for t in tensors]
+
+    def _fixed_blocks(self, q, k, v):
+        batch, heads, length, dim = q.shape
+        b, c = self.block, self.summary
+        nb, (qb, kb, vb) = self._blocks(q, k, v)
+        scale = dim**-0.5
+        local = (qb @ kb.transpose(-1, -2)) * scale  # (.., nb, b, b)
+        local = local.masked_fill(~torch.ones(b, b, dtype=torch.bool, device=q.device).tril(), float("-inf"))
+        ks = kb[..., b - c :, :].reshape(batch, heads, 1, nb * c, dim)
+        vs = vb[..., b - c :, :].reshape(batch, heads, 1, nb * c, dim)
+        summ = (qb @ ks.transpose(-1, -2)) * scale  # (.., nb, b, nb * c)
+        key_block = torch.arange(nb * c, device=q.device) // c
+        earlier = key_block[None, :] < torch.arange(nb, device=q.device)[:, None]  # (nb, nb * c)
+        summ = summ.masked_fill(~earlier[:, None, :], float("-inf"))
+        weights = torch.softmax(wide(torch.cat([local, summ], dim=-1)), dim=-1).to(v.dtype)
+        out = weights[..., :b] @ vb + weights[..., b:] @ vs
+        return out.reshape(batch, heads, nb * b, dim)[:, :, :length]
+
+    def _strided_blocks(self, q, k, v):
+        batch, heads, length, dim = q.shape
+        b = self.block
+        nb, (qb, kb, vb) = self._blocks(q, k, v)
+        scale = dim**-0.5
+        # window: the previous block and this one; query offset r sees key offset t in (r, r + b]
+        prev_k = F.pad(kb, (0, 0, 0, 0, 1, 0))[:, :, :nb]
+        prev_v = F.pad(vb, (0, 0, 0, 0, 1, 0))[:, :, :nb]
+        kw, vw = torch.cat([prev_k, kb], dim=3), torch.cat([prev_v, vb], dim=3)  # (.., nb, 2b, dim)
+        window = (qb @ kw.transpose(-1, -2)) * scale  # (.., nb, b, 2b)
+        r = torch.arange(b, device=q.device)[:, None]
+        t = torch.arange(2 * b, device=q.device)[None, :]
+        inside = ((t > r) & (t <= r + b))[None].expand(nb, b, 2 * b).clone()
+        inside[0, :, :b] = False  # block 0 has no previous block
+        window = window.masked_fill(~inside, float("-inf"))
+        # stride: same offset r in earlier blocks m < n (these are b, 2b, ... positions back)
+        stride = torch.einsum("bhnrd,bhmrd->bhnrm", qb, kb) * scale  # (.., nb, b, nb)
+        blocks = torch.arange(nb, device=q.device)
+        stride = stride.masked_fill(~(blocks[None, :] < blocks[:, None])[:, None, :], float("-inf"))
+        weights = torch.softmax(wide(torch.cat([window, stride], dim=-1)), dim=-1).to(v.dtype)
+        out = weights[..., : 2 * b] @ vw + torch.einsum("bhnrm,bhmrd->bhnrd", weights[..., 2 * b :], vb)
+        return out.reshape(batch, heads, nb * b, dim)[:, :, :length]
+
+    def _fixed_flex(self, q, k, v):
+        """FlexAttention over [keys; summary keys]: the block mask skips every block a query does not
+        see, because the summary keys no longer sit in every block of the sequence."""
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        batch, heads, length, dim = q.shape
+        b, c = self.block, self.summary
+        nb, (kb, vb) = self._blocks(k, v)
+        ks = kb[..., b - c :, :].reshape(batch, heads, nb * c, dim)
+        vs = vb[..., b - c :, :].reshape(batch, heads, nb * c, dim)
+        key = (length, q.device)
+        if key not in self._flex_masks:
+            def mask_mod(bi, hi, qi, ki):
+                local = (ki < length) & (ki <= qi) & (ki // b == qi // b)
+                summary = (ki >= length) & ((ki - length) // c < qi // b)
+                return local | summary
+
+            self._flex_masks[key] = create_block_mask(mask_mod, None, None, length, length + nb * c,
+                                                      device=q.device)
+        return compiled_flex()(q, torch.cat([k, ks], 2), torch.cat([v, vs], 2), block_mask=self._flex_masks[key])
+
+    # --- incremental decoding ----------------------------------------------------------------------
+    def init_state(self, batch, heads, head_dim, device, dtype) -> KVCache:
+        return KVCache(batch, heads, head_dim, device, dtype)
+
+    def step(self, q, k, v, state: KVCache):
+        state.append(k, v)
+        pos = state.length - 1
+        keys = torch.arange(state.length, device=q.device)
+        allowed = self.allowed(torch.tensor(pos, device=q.device), keys)[None, :]
+        return softmax_attention(q, state.keys(), state.values(), allowed), state
+
+
+_COMPILED = None
+
+
+def compiled_flex():
+    global _COMPILED
+    if _COMPILED is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _COMPILED = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED
