@@ -130,8 +130,9 @@ class SparseAttention(Attention):
                 summary = (ki >= length) & ((ki - length) // c < qi // b)
                 return local | summary
 
+            # _compile builds the block mask tile by tile instead of materialising L x (L + S)
             self._flex_masks[key] = create_block_mask(mask_mod, None, None, length, length + nb * c,
-                                                      device=q.device)
+                                                      device=q.device, _compile=True)
         return compiled_flex()(q, torch.cat([k, ks], 2), torch.cat([v, vs], 2), block_mask=self._flex_masks[key])
 
     # --- incremental decoding ----------------------------------------------------------------------
