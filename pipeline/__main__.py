@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--params", type=Path, default=Path("params.yaml"))
     gen.add_argument("--out", type=Path, default=Path("data/datasets"))
 
+    for stage in ("train", "evaluate"):
+        st = sub.add_parser(stage, help=f"DVC stage: {stage} every run of params.yaml's train sweep")
+        st.add_argument("--params", type=Path, default=Path("params.yaml"))
+
     exp = sub.add_parser("export", help="one task and size in the CoT_benchmark text format")
     exp.add_argument("--task", required=True)
     exp.add_argument("--n", type=int, required=True)
@@ -54,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             from .stages import generate
 
             generate.run(args.params, args.out)
+        elif args.command == "train":
+            from .stages import train
+
+            train.run(args.params)
+        elif args.command == "evaluate":
+            from .stages import evaluate
+
+            evaluate.run(args.params)
         elif args.command == "export":
             from .stages import export
 

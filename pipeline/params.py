@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from .attention import ATTENTION, AttentionError, make_attention
 from .tasks import TASKS, Task, TaskError, make_task
 
 
@@ -106,11 +107,157 @@ class GenerateParams:
         return cls(seed, sizes, datasets)
 
 
+def _number(value, where: str, low: float, high: float | None = None, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamError(f"{where}: expected a number, got {value!r}")
+    if value < low or (low_open and value == low) or (high is not None and value > high):
+        bound = f"in ({low}, {high}]" if low_open else f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ParamError(f"{where}: must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _list(value, where: str, item) -> list:
+    if not isinstance(value, list) or not value:
+        raise ParamError(f"{where}: expected a non-empty list, got {value!r}")
+    out = [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if len(set(map(repr, out))) != len(out):
+        raise ParamError(f"{where}: repeated entry in {value}")
+    return out
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the sweep."""
+
+    dataset: str
+    attention: str
+    width: int
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}-{self.attention}-w{self.width}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    sweep: str
+    datasets: list[str]
+    attentions: list[str]
+    widths: list[int]
+    seeds: list[int]
+    layers: int
+    heads: int
+    dropout: float
+    attention_options: dict[str, dict]
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    grad_clip: float
+    max_steps: int
+    val_every: int
+    stop_at: float
+    val_generation: int
+    concurrency: int
+
+    KEYS = ("sweep", "datasets", "attentions", "widths", "seeds", "layers", "heads", "dropout", "attention_options",
+            "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "max_steps", "val_every", "stop_at",
+            "val_generation", "concurrency")
+
+    @property
+    def runs(self) -> list[Run]:
+        return [Run(d, a, w, s) for d in self.datasets for a in self.attentions for w in self.widths for s in self.seeds]
+
+    def training(self) -> dict:
+        """The settings every run shares (what a finished run is compared against to be reused)."""
+        skip = {"sweep", "datasets", "attentions", "widths", "seeds", "concurrency"}
+        return {k: getattr(self, k) for k in self.KEYS if k not in skip}
+
+    @classmethod
+    def parse(cls, section, where: str = "train") -> TrainParams:
+        section = _mapping(section, where)
+        _only(section, set(cls.KEYS), where)
+        for key in cls.KEYS:
+            if key not in section:
+                raise ParamError(f"{where}.{key}: missing")
+        at = lambda k: f"{where}.{k}"  # noqa: E731
+
+        def dataset(v, w):
+            if not isinstance(v, str) or "_n" not in v:
+                raise ParamError(f"{w}: expected a dataset name like ed_n6, got {v!r}")
+            return v
+
+        def attention(v, w):
+            if v not in ATTENTION:
+                raise ParamError(f"{w}: unknown attention type {v!r} (known: {', '.join(ATTENTION)})")
+            return v
+
+        sweep = section["sweep"]
+        if not isinstance(sweep, str) or not sweep:
+            raise ParamError(f"{at('sweep')}: expected a name, got {sweep!r}")
+        heads = _int(section["heads"], at("heads"), 1)
+        widths = _list(section["widths"], at("widths"), lambda v, w: _int(v, w, 1))
+        for i, width in enumerate(widths):
+            if width % heads:
+                raise ParamError(f"{at('widths')}[{i}]: width {width} is not divisible by heads {heads}")
+        attentions = _list(section["attentions"], at("attentions"), attention)
+        options = _mapping(section["attention_options"] or {}, at("attention_options"))
+        for name, opts in options.items():
+            if name not in ATTENTION:
+                raise ParamError(f"{at('attention_options')}.{name}: unknown attention type")
+            try:
+                make_attention(name, 64, **_mapping(opts or {}, f"{at('attention_options')}.{name}"))
+            except AttentionError as err:
+                raise ParamError(f"{at('attention_options')}.{name}: {err}") from None
+        concurrency = section["concurrency"]
+        if concurrency != "auto":
+            concurrency = _int(concurrency, at("concurrency"), 1)
+        return cls(
+            sweep=sweep,
+            datasets=_list(section["datasets"], at("datasets"), dataset),
+            attentions=attentions,
+            widths=widths,
+            seeds=_list(section["seeds"], at("seeds"), lambda v, w: _int(v, w, 0)),
+            layers=_int(section["layers"], at("layers"), 1),
+            heads=heads,
+            dropout=_number(section["dropout"], at("dropout"), 0.0, 0.99),
+            attention_options={k: dict(v or {}) for k, v in options.items()},
+            batch_size=_int(section["batch_size"], at("batch_size"), 1),
+            lr=_number(section["lr"], at("lr"), 0.0, low_open=True, high=1.0),
+            weight_decay=_number(section["weight_decay"], at("weight_decay"), 0.0),
+            warmup_steps=_int(section["warmup_steps"], at("warmup_steps"), 0),
+            grad_clip=_number(section["grad_clip"], at("grad_clip"), 0.0),
+            max_steps=_int(section["max_steps"], at("max_steps"), 1),
+            val_every=_int(section["val_every"], at("val_every"), 1),
+            stop_at=_number(section["stop_at"], at("stop_at"), 0.0, 1.0),
+            val_generation=_int(section["val_generation"], at("val_generation"), 0),
+            concurrency=0 if concurrency == "auto" else concurrency,
+        )
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int
+    generation_samples: int | None  # answer accuracy by generation on this many test samples (None: all)
+
+    @classmethod
+    def parse(cls, section, where: str = "evaluate") -> EvaluateParams:
+        section = _mapping(section, where)
+        _only(section, {"batch_size", "generation_samples"}, where)
+        for key in ("batch_size", "generation_samples"):
+            if key not in section:
+                raise ParamError(f"{where}.{key}: missing")
+        limit = section["generation_samples"]
+        return cls(_int(section["batch_size"], f"{where}.batch_size", 1),
+                   None if limit is None else _int(limit, f"{where}.generation_samples", 1))
+
+
 def load_section(path: Path, name: str):
     data = load_yaml(path)
     if name not in data:
         raise ParamError(f"{path}: no '{name}' section")
-    parsers = {"generate": GenerateParams.parse}
+    parsers = {"generate": GenerateParams.parse, "train": TrainParams.parse, "evaluate": EvaluateParams.parse}
     try:
         return parsers[name](data[name], name)
     except ParamError as err:
