@@ -167,7 +167,8 @@ class TrainParams:
 
     @property
     def runs(self) -> list[Run]:
-        return [Run(d, a, w, s) for d in self.datasets for a in self.attentions for w in self.widths for s in self.seeds]
+        return [Run(d, a, w, s)
+                for d in self.datasets for a in self.attentions for w in self.widths for s in self.seeds]
 
     def training(self) -> dict:
         """The settings every run shares (what a finished run is compared against to be reused)."""

@@ -114,6 +114,21 @@ def chain_targets(tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Te
     return target.masked_fill(~keep, IGNORE)
 
 
+def exact_match(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per sequence: every graded token (target != IGNORE) predicted right."""
+    return ((pred == target) | (target == IGNORE)).all(dim=1)
+
+
+def generated_answer(out: torch.Tensor, prompt_len: int, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The answer of each generated row (the token before its first generated <eos>) and whether
+    there is one (an <eos> was generated after at least one token)."""
+    is_eos = out[:, prompt_len:] == eos_id
+    first = is_eos.int().argmax(1) + prompt_len
+    valid = is_eos.any(1) & (first > prompt_len)
+    answer = out[torch.arange(len(out), device=out.device), (first - 1).clamp(min=0)]
+    return answer, valid
+
+
 class ChainModule(L.LightningModule):
     def __init__(self, model: dict, task: dict, optim: dict, eos_id: int, unique_chain: bool,
                  val_generation: int = 256) -> None:
@@ -158,9 +173,7 @@ class ChainModule(L.LightningModule):
         logits, target, loss = self._teacher_forced(batch)
         pred = logits.argmax(-1)
         getattr(self, f"{stage}_token_acc")(pred, target)
-        mask = target != IGNORE
-        exact = ((pred == target) | ~mask).all(dim=1)
-        getattr(self, f"{stage}_exact").update(exact.float())
+        getattr(self, f"{stage}_exact").update(exact_match(pred, target).float())
         if generate:
             getattr(self, f"{stage}_answer").update(self.answer_correct(*batch).float())
         self.log(f"{stage}/loss", loss)
@@ -212,11 +225,8 @@ class ChainModule(L.LightningModule):
         for p in torch.unique(prompts).tolist():
             group = (prompts == p).nonzero().squeeze(1)
             out = self.model.generate(tokens[group, :p], self.model.cfg.max_len - p, self.eos_id)
-            is_eos = out[:, p:] == self.eos_id
-            has_eos = is_eos.any(1)
-            first = is_eos.int().argmax(1) + p  # index of the first generated <eos>
-            got = out[torch.arange(len(group), device=out.device), (first - 1).clamp(min=0)]
-            correct[group] = has_eos & (first > p) & (got == answer[group])
+            got, valid = generated_answer(out, p, self.eos_id)
+            correct[group] = valid & (got == answer[group])
         self.model.train(was_training)
         return correct
 

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..data import sha256
 from ..params import EvaluateParams, load_section
 from .io import check_writable, git_rev, write_json
 from .train import DATA, RUNS, wandb_logger
@@ -28,7 +29,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, r
     ckpt = folder / "checkpoints" / "best.ckpt"
     if not ckpt.exists():
         ckpt = folder / "checkpoints" / "last.ckpt"
-    key = f"{train['key']}:{ckpt.stat().st_size}:{ckpt.stat().st_mtime_ns}:{params.batch_size}:{params.generation_samples}"
+    key = f"{sha256(ckpt)[:16]}:{params.batch_size}:{params.generation_samples}"  # checkpoint and settings
     out = metrics / f"{run_id}.json"
     if out.exists() and json.loads(out.read_text()).get("evaluation_key") == key:
         return json.loads(out.read_text())
@@ -69,8 +70,8 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         run_id = done.parent.name
         wanted.add(f"{run_id}.json")
         result = evaluate_run(run_id, json.loads(done.read_text()), params, data, runs, metrics)
-        print(f"evaluate: {run_id}: graded accuracy {result['graded_acc']:.4f} (exact match {result['exact_match']:.4f},"
-              f" answer {result['answer_acc']:.4f})", file=sys.stderr)
+        print(f"evaluate: {run_id}: graded accuracy {result['graded_acc']:.4f} "
+              f"(exact match {result['exact_match']:.4f}, answer {result['answer_acc']:.4f})", file=sys.stderr)
     for stale in metrics.glob("*.json"):
         if stale.name not in wanted:
             stale.unlink()

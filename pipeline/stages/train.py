@@ -22,13 +22,14 @@ from .io import check_writable, git_rev, write_json
 
 DATA = Path("data/datasets")
 RUNS = Path("runs")
-WANDB_DIR = Path("wandb")  # outside every DVC output; `wandb sync wandb/offline-run-*` uploads later
+WANDB_DIR = Path("wandb")  # outside every DVC output; `wandb sync wandb/wandb/offline-run-*` uploads later
 
 
 class MissingDataset(FileNotFoundError):
     pass
 
 
+DATASET_KEYS = ("task", "n", "options", "seed", "generator_version", "max_len", "sha256")
 CODE = ("model.py", "training.py", "attention/*.py")  # the code a trained run depends on
 
 
@@ -84,7 +85,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     key = run_key(run, params, meta)
     done = out / "train.json"
     if done.exists() and json.loads(done.read_text()).get("key") == key:
-        return json.loads(done.read_text())
+        return {**json.loads(done.read_text()), "reused": True}
     started = out / "run.json"
     resume = out / "checkpoints" / "last.ckpt"
     if not (started.exists() and json.loads(started.read_text()).get("key") == key and resume.exists()):
@@ -106,18 +107,21 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
                          eos_id=meta["vocab"].index("<eos>"), unique_chain=meta["unique_chain"],
                          val_generation=params.val_generation)
     config = {"run": run.__dict__, "train": params.training(), "sweep": params.sweep, "model": model,
-              "dataset": {k: meta[k] for k in ("task", "n", "options", "seed", "generator_version", "max_len", "sha256")},
+              "dataset": {k: meta[k] for k in DATASET_KEYS},
               "git_rev": git_rev(), "key": key}
     logger = wandb_logger(run, params.sweep, meta, "train", config)
     checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
-                                  save_last=True, save_top_k=1, enable_version_counter=False)
+                                  save_top_k=1, enable_version_counter=False)
+    # last.ckpt at every validation, improved or not: what an interrupted run resumes from
+    latest = ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True,
+                             every_n_train_steps=params.val_every)
     stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=params.stop_at, patience=10**9,
                          check_on_train_epoch_end=False)
     trainer = L.Trainer(
         accelerator="auto", devices=1, precision="bf16-mixed" if gpu else "32-true",
         max_steps=params.max_steps, val_check_interval=params.val_every, check_val_every_n_epoch=None,
         gradient_clip_val=params.grad_clip or None, deterministic=not gpu, logger=logger,
-        callbacks=[checkpoints, stop], enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
+        callbacks=[checkpoints, latest, stop], enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
         log_every_n_steps=max(1, min(50, params.val_every)), default_root_dir=out, num_sanity_val_steps=0,
     )
     start = time.perf_counter()
@@ -129,13 +133,14 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     mean_len = float(dm.splits["train"].lengths.float().mean())
     tokens = trainer.global_step * params.batch_size * mean_len
     result = {
-        "key": key, "run": run.__dict__, "sweep": params.sweep, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
+        "key": key, "run": run.__dict__, "sweep": params.sweep,
+        "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
         "steps": trainer.global_step, "train_seconds": seconds, "train_tokens_per_s": tokens / seconds,
         "best_val_acc": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
         "stopped_early": trainer.global_step < params.max_steps,
         "params": sum(p.numel() for p in module.model.parameters()),
         "flops_per_sequence": flops_per_sequence(meta["max_len"], run.width, params.layers, params.heads,
-                                                 len(meta["vocab"]), run.attention, **_cost_options(run, options, meta)),
+                                                 len(meta["vocab"]), run.attention, **_cost_options(run, options)),
         "device": torch.cuda.get_device_name() if gpu else "cpu", "resumed": resume is not None,
     }
     logger.experiment.summary.update({k: v for k, v in result.items() if isinstance(v, int | float)})
@@ -144,7 +149,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     return result
 
 
-def _cost_options(run: Run, options: dict, meta: dict) -> dict:
+def _cost_options(run: Run, options: dict) -> dict:
     if run.attention != "sparse":
         return {}
     return {k: options[k] for k in ("block", "summary", "pattern") if k in options}
@@ -181,6 +186,6 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
 
 def _report(result: dict) -> None:
     acc = result["best_val_acc"]
+    how = "reused" if result.get("reused") else f"{result['steps']} steps, {result['train_seconds']:.1f}s"
     print(f"train: {result['run']['dataset']} {result['run']['attention']} w{result['run']['width']} "
-          f"s{result['run']['seed']}: {result['steps']} steps, {result['train_seconds']:.1f}s, "
-          f"best val acc {acc if acc is None else round(acc, 4)}", file=sys.stderr)
+          f"s{result['run']['seed']}: {how}, best val acc {acc if acc is None else round(acc, 4)}", file=sys.stderr)

@@ -1,0 +1,181 @@
+"""Training: loss masking, metrics on hand-made batches, generation with early <eos>, a real tiny
+training with W&B offline files read back, resume from a checkpoint, bitwise repeatability on the
+CPU, and bad input failing before training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline.data import write_dataset
+from pipeline.params import Run, TrainParams
+from pipeline.stages import train as train_stage
+from pipeline.tasks import make_task
+from pipeline.training import IGNORE, ChainModule, chain_targets, exact_match, generated_answer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from wandb_records import summary_of  # noqa: E402
+
+TRAIN = {
+    "sweep": "test-sweep", "datasets": ["lis_n5"], "attentions": ["standard"], "widths": [16], "seeds": [0],
+    "layers": 2, "heads": 4, "dropout": 0.1, "attention_options": {}, "batch_size": 32, "lr": 0.003,
+    "weight_decay": 0.01, "warmup_steps": 5, "grad_clip": 1.0, "max_steps": 20, "val_every": 5, "stop_at": 0.995,
+    "val_generation": 16, "concurrency": 1,
+}
+
+
+def test_chain_targets_mask_prompt_and_padding():
+    tokens = torch.tensor([[5, 6, 1, 7, 8, 2, 0, 0], [5, 1, 9, 9, 9, 9, 2, 0]])
+    lengths, prompts = torch.tensor([6, 7]), torch.tensor([3, 2])
+    target = chain_targets(tokens, lengths, prompts)
+    assert target.tolist() == [[IGNORE, IGNORE, 7, 8, 2, IGNORE, IGNORE], [IGNORE, 9, 9, 9, 9, 2, IGNORE]]
+
+
+def test_exact_match_on_hand_made_batch():
+    target = torch.tensor([[IGNORE, 3, 4, 2], [IGNORE, 3, 4, 2], [IGNORE, IGNORE, 4, IGNORE]])
+    pred = torch.tensor([[9, 3, 4, 2], [9, 3, 5, 2], [1, 1, 4, 1]])
+    assert exact_match(pred, target).tolist() == [True, False, True]
+
+
+def test_generated_answer_with_early_eos():
+    eos = 2
+    out = torch.tensor([
+        [7, 1, 5, 6, 2, 0, 0],  # answer 6, then <eos> and padding
+        [7, 1, 2, 0, 0, 0, 0],  # <eos> right after the prompt: no answer
+        [7, 1, 5, 5, 5, 5, 5],  # never ends: no answer
+        [7, 1, 9, 2, 4, 2, 0],  # the first <eos> counts
+    ])
+    answer, valid = generated_answer(out, prompt_len=2, eos_id=eos)
+    assert valid.tolist() == [True, False, False, True]
+    assert answer[valid].tolist() == [6, 9]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(make_task("lis", 5), {"train": 400, "val": 32, "test": 32}, 0, root / "lis_n5")
+    return root
+
+
+def params(**change) -> TrainParams:
+    return TrainParams.parse({**TRAIN, **change})
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # W&B writes ./wandb here
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+
+
+def test_training_run_writes_checkpoints_metrics_and_wandb_files(dataset, tmp_path):
+    run = Run("lis_n5", "standard", 16, 0)
+    result = train_stage.train_run(run, params(), dataset, tmp_path / "runs")
+    assert result["steps"] == 20 and result["params"] > 0 and result["train_tokens_per_s"] > 0
+    assert result["flops_per_sequence"]["total"] > 0 and not result["resumed"]
+    ckpts = tmp_path / "runs" / run.id / "checkpoints"
+    assert (ckpts / "last.ckpt").exists() and (ckpts / "best.ckpt").exists()
+    files = list((tmp_path / "wandb").rglob("run-*.wandb"))
+    assert len(files) == 1
+    logged = summary_of(files[0])
+    assert logged["run"]["group"] == "test-sweep" and logged["run"]["job_type"] == "train"
+    assert {"lis", "standard", "n=5", "width=16"} <= set(logged["run"]["tags"])
+    assert logged["config"]["dataset"]["sha256"] and logged["config"]["git_rev"]
+    assert any("val/acc" in row for row in logged["history"]) or "val/acc" in logged["summary"]
+    assert any("train/loss" in row for row in logged["history"])
+    assert logged["summary"]["steps"] == 20
+    # a finished run with the same settings is reused, not trained again
+    again = train_stage.train_run(run, params(), dataset, tmp_path / "runs")
+    assert again == {**result, "reused": True} and len(list((tmp_path / "wandb").rglob("run-*.wandb"))) == 1
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(dataset, tmp_path, monkeypatch):
+    run = Run("lis_n5", "linear", 16, 1)
+    real = ChainModule.training_step
+
+    def crash(self, batch, batch_idx):
+        if self.global_step == 12:
+            raise RuntimeError("power cut")
+        return real(self, batch, batch_idx)
+
+    monkeypatch.setattr(ChainModule, "training_step", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_stage.train_run(run, params(), dataset, tmp_path / "runs")
+    folder = tmp_path / "runs" / run.id
+    assert not (folder / "train.json").exists() and (folder / "checkpoints" / "last.ckpt").exists()
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 10
+    monkeypatch.setattr(ChainModule, "training_step", real)
+    result = train_stage.train_run(run, params(), dataset, tmp_path / "runs")
+    assert result["resumed"] and result["steps"] == 20
+
+
+def test_cpu_training_is_bitwise_repeatable(dataset, tmp_path):
+    run = Run("lis_n5", "sparse", 16, 3)
+    a = train_stage.train_run(run, params(), dataset, tmp_path / "a")
+    b = train_stage.train_run(run, params(), dataset, tmp_path / "b")
+    assert a["best_val_acc"] == b["best_val_acc"]
+    sa = torch.load(tmp_path / "a" / run.id / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    sb = torch.load(tmp_path / "b" / run.id / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        ({"attentions": ["standard", "performer"]}, ["train.attentions[1]", "unknown attention", "performer"]),
+        ({"widths": [16, 30]}, ["train.widths[1]", "not divisible by heads 4"]),
+        ({"datasets": ["lis_n5", "ed_n9"]}, ["dataset 'ed_n9' not found"]),
+        ({"lr": "fast"}, ["train.lr", "expected a number"]),
+        ({"max_steps": 2.5}, ["train.max_steps", "integer"]),
+        ({"attention_options": {"sparse": {"block": 0}}}, ["train.attention_options.sparse", "block"]),
+    ],
+)
+def test_bad_training_input_fails_before_training(dataset, tmp_path, change, needles):
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "datasets").symlink_to(dataset)
+    (work / "params.yaml").write_text(yaml.safe_dump({"train": {**TRAIN, **change}}))
+    result = cli(["train", "--params", "params.yaml"], work)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    assert not (work / "runs").exists() and not (work / "wandb").exists()
+
+
+def test_evaluate_without_training_fails_clearly(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"batch_size": 8, "generation_samples": 4}}))
+    result = cli(["evaluate"], tmp_path)
+    assert result.returncode == 2 and "no trained runs" in result.stderr and not (tmp_path / "metrics").exists()
+
+
+def test_params_yaml_train_section_is_valid():
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert len(TrainParams.parse(data["train"]).runs) >= 4 * 3
+    json.dumps(TrainParams.parse(data["train"]).training())
+
+
+@pytest.mark.parametrize("profile", ["paper", "gpu", "gpu_smoke"])
+def test_profiles_are_valid_and_consistent(profile):
+    from pipeline.params import EvaluateParams, GenerateParams
+
+    data = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
+    generated = {d.name for d in GenerateParams.parse(data["generate"]).datasets}
+    train = TrainParams.parse(data["train"])
+    EvaluateParams.parse(data["evaluate"])
+    assert set(train.datasets) == generated
