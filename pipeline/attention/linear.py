@@ -42,7 +42,7 @@ class LinearAttention(Attention):
     def forward(self, q, k, v):
         if q.is_cuda:  # the same function, compiled: fusing the elementwise work halves the time
             if self._compiled is None:
-                self._compiled = torch.compile(self.chunked, dynamic=False)
+                self._compiled = torch.compile(self.chunked)  # lengths vary by batch: dynamic after one recompile
             return self._compiled(q, k, v)
         return self.chunked(q, k, v)
 
