@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--params", type=Path, default=Path("params.yaml"))
     gen.add_argument("--out", type=Path, default=Path("data/datasets"))
 
-    for stage in ("train", "evaluate"):
-        st = sub.add_parser(stage, help=f"DVC stage: {stage} every run of params.yaml's train sweep")
+    for stage in ("train", "evaluate", "report"):
+        st = sub.add_parser(stage, help=f"DVC stage: {stage} (params.yaml's {stage} section)")
         st.add_argument("--params", type=Path, default=Path("params.yaml"))
 
     exp = sub.add_parser("export", help="one task and size in the CoT_benchmark text format")
@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             from .stages import evaluate
 
             evaluate.run(args.params)
+        elif args.command == "report":
+            from .stages import report
+
+            report.run(args.params)
         elif args.command == "export":
             from .stages import export
 

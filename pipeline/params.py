@@ -254,11 +254,26 @@ class EvaluateParams:
                    None if limit is None else _int(limit, f"{where}.generation_samples", 1))
 
 
+@dataclass(frozen=True)
+class ReportParams:
+    thresholds: list[float]  # accuracies for the minimal-width tables and compute curves
+
+    @classmethod
+    def parse(cls, section, where: str = "report") -> ReportParams:
+        section = _mapping(section, where)
+        _only(section, {"thresholds"}, where)
+        if "thresholds" not in section:
+            raise ParamError(f"{where}.thresholds: missing")
+        return cls(_list(section["thresholds"], f"{where}.thresholds",
+                         lambda v, w: _number(v, w, 0.0, 1.0, low_open=True)))
+
+
 def load_section(path: Path, name: str):
     data = load_yaml(path)
     if name not in data:
         raise ParamError(f"{path}: no '{name}' section")
-    parsers = {"generate": GenerateParams.parse, "train": TrainParams.parse, "evaluate": EvaluateParams.parse}
+    parsers = {"generate": GenerateParams.parse, "train": TrainParams.parse, "evaluate": EvaluateParams.parse,
+               "report": ReportParams.parse}
     try:
         return parsers[name](data[name], name)
     except ParamError as err:

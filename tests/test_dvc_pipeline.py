@@ -41,9 +41,9 @@ def tiny_params(work: Path, widths: list[int]) -> dict:
 @pytest.mark.slow
 def test_dvc_repro_runs_the_whole_pipeline_and_only_what_changed(tmp_path):
     work = tmp_path / "project"
-    shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", "data", "runs", "metrics", "wandb", ".dvc/cache",
-                                                             ".dvc/tmp", "__pycache__", ".pytest_cache", ".hypothesis",
-                                                             "*.egg-info", ".whl", "dvc.lock"))
+    skip = shutil.ignore_patterns(".venv", "data", "runs", "metrics", "wandb", "reports", "cache", "tmp", "__pycache__",
+                                  ".pytest_cache", ".hypothesis", "*.egg-info", ".whl", "dvc.lock")
+    shutil.copytree(ROOT, work, ignore=skip)
     params = tiny_params(work, [16])
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     run(["git", "init", "-q"], work)
@@ -51,8 +51,11 @@ def test_dvc_repro_runs_the_whole_pipeline_and_only_what_changed(tmp_path):
     run([*git, "commit", "-qm", "snapshot"], work)
 
     out = run(["dvc", "repro"], work)
-    for stage in ("generate", "train", "evaluate"):
+    for stage in ("generate", "train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
+    report = (work / "reports" / "report.md").read_text()
+    assert "runs: 6" in report and "figures/figure1.png" in report and "figures/figure3.png" in report
+    assert {p.name for p in (work / "reports" / "figures").iterdir()} >= {"figure1.png", "figure3.png", "compute.png"}
     runs = sorted(p.name for p in (work / "runs").iterdir())
     assert runs == sorted(f"{d}-{a}-w16-s0" for d in ("ed_n4", "lis_n6") for a in ("standard", "sparse", "linear"))
     metrics = {p.stem: json.loads(p.read_text()) for p in (work / "metrics").glob("*.json")}
@@ -71,9 +74,9 @@ def test_dvc_repro_runs_the_whole_pipeline_and_only_what_changed(tmp_path):
 
     # W&B: offline by default, real run files with the logged metrics, and no secret anywhere
     files = sorted((work / "wandb").rglob("run-*.wandb"))
-    assert len(files) == 12  # 6 training runs, 6 evaluations
+    assert len(files) == 13  # 6 training runs, 6 evaluations, 1 report
     logged = [summary_of(f) for f in files]
-    assert {r["run"]["job_type"] for r in logged} == {"train", "evaluate"}
+    assert {r["run"]["job_type"] for r in logged} == {"train", "evaluate", "report"}
     assert all(r["run"]["group"] == params["train"]["sweep"] for r in logged)
     assert any("test/exact_match" in r["summary"] for r in logged)
     for path in work.rglob("*"):

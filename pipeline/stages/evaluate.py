@@ -54,9 +54,19 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, r
         "params": train["params"], "flops_per_sequence": train["flops_per_sequence"]["total"],
         "train_seconds": train["train_seconds"], "train_tokens_per_s": train["train_tokens_per_s"],
         "steps": train["steps"], "device": train["device"], "checkpoint": ckpt.name,
+        "sweep": train.get("sweep"), "git_rev": git_rev(), "versions": versions(),
     }
     write_json(out, result)
     return result
+
+
+def versions() -> dict:
+    import platform
+
+    import lightning
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__}
 
 
 def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS, metrics: Path = METRICS) -> None:

@@ -1,0 +1,131 @@
+"""Metrics files to cells of the grid: (task, attention, n, width) -> accuracy over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ATTENTIONS = ("standard", "linear", "sparse")  # the row order of the paper's figures
+TASKS = ("arithmetic", "ed", "lis", "ed_local")
+TITLES = {"arithmetic": "Arithmetic", "ed": "ED", "lis": "LIS", "ed_local": "ED_Local"}
+
+
+@dataclass
+class Cell:
+    """All seeds of one (task, attention, n, width)."""
+
+    task: str
+    attention: str
+    n: int
+    width: int
+    seq_len: int
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [r["graded_acc"] for r in self.runs if _finite(r.get("graded_acc"))]
+
+    @property
+    def failed(self) -> bool:
+        """Runs exist but none has a usable accuracy."""
+        return bool(self.runs) and not self.accuracies
+
+    @property
+    def acc(self) -> float | None:
+        return statistics.fmean(self.accuracies) if self.accuracies else None
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        return (min(self.accuracies), max(self.accuracies)) if len(self.accuracies) > 1 else None
+
+    def mean(self, key: str) -> float | None:
+        values = [r[key] for r in self.runs if _finite(r.get(key))]
+        return statistics.fmean(values) if values else None
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+REQUIRED = ("task", "n", "attention", "width", "seed", "seq_len", "graded_acc")
+
+
+def load_metrics(folder: Path) -> list[dict]:
+    """Every `*.json` of the folder; a file without the fields a report needs is an error."""
+    records = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = json.loads(path.read_text())
+        missing = [k for k in REQUIRED if k not in record]
+        if missing:
+            raise ValueError(f"{path}: not a run's metrics (missing {', '.join(missing)})")
+        records.append(record)
+    return records
+
+
+class Grid:
+    """The cells of every task: sizes and widths are those seen for the task in any run, so a cell
+    with no run is reported as missing, never as 0."""
+
+    def __init__(self, records: list[dict]) -> None:
+        self.records = records
+        self.cells: dict[tuple, Cell] = {}
+        self.seq_len: dict[tuple[str, int], int] = {}
+        for r in records:
+            key = (r["task"], r["attention"], r["n"], r["width"])
+            cell = self.cells.setdefault(key, Cell(r["task"], r["attention"], r["n"], r["width"], r["seq_len"]))
+            cell.runs.append(r)
+            self.seq_len[r["task"], r["n"]] = r["seq_len"]
+
+    def tasks(self) -> list[str]:
+        seen = {r["task"] for r in self.records}
+        return [t for t in TASKS if t in seen] + sorted(seen - set(TASKS))
+
+    def attentions(self) -> list[str]:
+        seen = {r["attention"] for r in self.records}
+        return [a for a in ATTENTIONS if a in seen] + sorted(seen - set(ATTENTIONS))
+
+    def sizes(self, task: str) -> list[int]:
+        return sorted({r["n"] for r in self.records if r["task"] == task})
+
+    def widths(self, task: str) -> list[int]:
+        return sorted({r["width"] for r in self.records if r["task"] == task})
+
+    def cell(self, task: str, attention: str, n: int, width: int) -> Cell | None:
+        return self.cells.get((task, attention, n, width))
+
+    def min_width(self, task: str, attention: str, n: int, threshold: float) -> int | None:
+        """The smallest width whose mean accuracy reaches the threshold (None: no width does)."""
+        for width in self.widths(task):
+            cell = self.cell(task, attention, n, width)
+            if cell is not None and cell.acc is not None and cell.acc >= threshold:
+                return width
+        return None
+
+    def seeds(self) -> list[int]:
+        return sorted({r["seed"] for r in self.records})
+
+
+def fit_power_law(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares exponent b of y = a x^b (None with fewer than two distinct x)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
+    if len({p[0] for p in pts}) < 2:
+        return None
+    mx = statistics.fmean(p[0] for p in pts)
+    my = statistics.fmean(p[1] for p in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+
+
+def compute_curve(grid: Grid, task: str, attention: str, threshold: float) -> list[dict]:
+    """For each size: the minimal width reaching the threshold, and that model's FLOPs per sequence
+    and training seconds (absent where no width reaches it)."""
+    points = []
+    for n in grid.sizes(task):
+        width = grid.min_width(task, attention, n, threshold)
+        cell = grid.cell(task, attention, n, width) if width else None
+        points.append({"n": n, "L": grid.seq_len[task, n], "width": width,
+                       "flops": cell.mean("flops_per_sequence") if cell else None,
+                       "seconds": cell.mean("train_seconds") if cell else None})
+    return points

@@ -1,0 +1,94 @@
+"""The paper's figures from our runs: accuracy heatmaps and compute against problem size."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from .collect import TITLES, Grid, compute_curve, fit_power_law  # noqa: E402
+
+MISSING, FAILED = "missing", "failed"
+
+
+def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
+    """x: width, y: problem size (n and L), colour and text: accuracy in %. A cell without a run
+    is hatched grey and says `missing` (`failed` where runs gave no accuracy): never a 0."""
+    sizes, widths = grid.sizes(task), grid.widths(task)
+    values = np.full((len(sizes), len(widths)), np.nan)
+    for i, n in enumerate(sizes):
+        for j, w in enumerate(widths):
+            cell = grid.cell(task, attention, n, w)
+            if cell is not None and cell.acc is not None:
+                values[i, j] = 100 * cell.acc
+    ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100, origin="lower", aspect="auto")
+    for i, n in enumerate(sizes):
+        for j, w in enumerate(widths):
+            cell = grid.cell(task, attention, n, w)
+            if cell is None or cell.acc is None:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", hatch="//", edgecolor="0.6"))
+                ax.text(j, i, FAILED if cell is not None else MISSING, ha="center", va="center", fontsize=7)
+                continue
+            text = f"{100 * cell.acc:.1f}"
+            if cell.spread:
+                text += f"\n({100 * cell.spread[0]:.0f}-{100 * cell.spread[1]:.0f})"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if cell.acc < 0.6 else "black")
+    ax.set_xticks(range(len(widths)), [str(w) for w in widths])
+    ax.set_yticks(range(len(sizes)), [f"n={n}\nL={grid.seq_len[task, n]}" for n in sizes])
+    ax.set_xlabel("embedding width")
+    ax.set_ylabel("problem size")
+    ax.set_title(f"{attention} - {TITLES.get(task, task)}", fontsize=9)
+
+
+def heatmap_panel(grid: Grid, tasks: list[str], attentions: list[str], title: str) -> Figure:
+    fig, axes = plt.subplots(len(attentions), len(tasks), figsize=(3.8 * len(tasks) + 1.2, 3.0 * len(attentions)),
+                             squeeze=False, layout="constrained")
+    for r, attention in enumerate(attentions):
+        for c, task in enumerate(tasks):
+            heatmap(axes[r][c], grid, task, attention)
+            if r < len(attentions) - 1:
+                axes[r][c].set_xlabel("")
+    mappable = plt.cm.ScalarMappable(norm=plt.Normalize(0, 100), cmap="viridis")
+    fig.colorbar(mappable, ax=axes, shrink=0.8, label="accuracy (%)")
+    fig.suptitle(title)
+    return fig
+
+
+def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], thresholds: list[float]) -> Figure:
+    """Per task: FLOPs per sequence (top) and training seconds (bottom) of the smallest model that
+    reaches each threshold, against sequence length, log-log, with the fitted exponent."""
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7), squeeze=False, layout="constrained")
+    styles = ["-", "--", ":", "-."]
+    for c, task in enumerate(tasks):
+        for attention in attentions:
+            for k, threshold in enumerate(thresholds):
+                points = [p for p in compute_curve(grid, task, attention, threshold) if p["width"]]
+                for row, key in ((0, "flops"), (1, "seconds")):
+                    pts = [p for p in points if p[key]]
+                    if not pts:
+                        continue
+                    xs, ys = [p["L"] for p in pts], [p[key] for p in pts]
+                    slope = fit_power_law(xs, ys)
+                    label = f"{attention} {100 * threshold:g}%" + (f" (slope {slope:.2f})" if slope is not None else "")
+                    axes[row][c].loglog(xs, ys, styles[k % len(styles)], marker="o", label=label)
+        for row, name in ((0, "FLOPs per sequence"), (1, "training seconds")):
+            ax = axes[row][c]
+            ax.set_xlabel("sequence length L")
+            ax.set_ylabel(name)
+            ax.set_title(f"{TITLES.get(task, task)}: {name}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=6)
+            else:
+                ax.text(0.5, 0.5, "no model reached\nthe threshold", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("Smallest model reaching the threshold: compute against problem size")
+    return fig
+
+
+def save(fig: Figure, path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,133 @@
+"""The written report: tables and a plain statement, all computed from the metrics."""
+
+from __future__ import annotations
+
+from .collect import TITLES, Grid, compute_curve, fit_power_law
+
+
+def _fmt_width(grid: Grid, task: str, attention: str, n: int, threshold: float) -> str:
+    width = grid.min_width(task, attention, n, threshold)
+    if width:
+        return str(width)
+    cells = [grid.cell(task, attention, n, w) for w in grid.widths(task)]
+    complete = all(c is not None and c.acc is not None for c in cells)
+    return "none" if complete else "missing"  # "none" only when every width really ran
+
+
+def min_width_table(grid: Grid, threshold: float) -> str:
+    lines = [f"Smallest width reaching {100 * threshold:g}% (\"none\": no width of the sweep did; "
+             "\"missing\": none did, but some widths have no run or a failed one).", ""]
+    for task in grid.tasks():
+        sizes = grid.sizes(task)
+        header = " | ".join(f"n={n} (L={grid.seq_len[task, n]})" for n in sizes)
+        lines.append(f"| {TITLES.get(task, task)} | {header} |")
+        lines.append("| --- |" + " --- |" * len(sizes))
+        for attention in grid.attentions():
+            cells = [_fmt_width(grid, task, attention, n, threshold) for n in sizes]
+            lines.append(f"| {attention} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def exponent_rows(grid: Grid, thresholds: list[float]) -> list[dict]:
+    rows = []
+    for task in grid.tasks():
+        for attention in grid.attentions():
+            for threshold in thresholds:
+                pts = [p for p in compute_curve(grid, task, attention, threshold) if p["width"]]
+                rows.append({
+                    "task": task, "attention": attention, "threshold": threshold, "points": len(pts),
+                    "flops_exponent": fit_power_law([p["L"] for p in pts], [p["flops"] for p in pts if p["flops"]])
+                    if all(p["flops"] for p in pts) else None,
+                    "seconds_exponent": fit_power_law([p["L"] for p in pts], [p["seconds"] for p in pts])
+                    if all(p["seconds"] for p in pts) else None,
+                })
+    return rows
+
+
+def exponent_table(rows: list[dict]) -> str:
+    def f(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    lines = ["| task | attention | threshold | sizes reached | FLOPs exponent | seconds exponent |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {TITLES.get(r['task'], r['task'])} | {r['attention']} | {100 * r['threshold']:g}% | "
+                     f"{r['points']} | {f(r['flops_exponent'])} | {f(r['seconds_exponent'])} |")
+    return "\n".join(lines)
+
+
+def statement(grid: Grid, threshold: float) -> list[str]:
+    """Plain sentences read off the minimal widths; nothing here is fixed in advance."""
+    out = []
+    for task in grid.tasks():
+        sizes = grid.sizes(task)
+        parts = []
+        for attention in grid.attentions():
+            widths = {n: grid.min_width(task, attention, n, threshold) for n in sizes}
+            reached = [n for n in sizes if widths[n]]
+            if not reached:
+                parts.append(f"{attention} reached {100 * threshold:g}% at no size")
+                continue
+            first, last = widths[reached[0]], widths[reached[-1]]
+            trend = ("the same width throughout" if first == last else
+                     f"width {first} at n={reached[0]} and {last} at n={reached[-1]}")
+            parts.append(f"{attention} reached it at {len(reached)} of {len(sizes)} sizes ({trend})")
+        out.append(f"- {TITLES.get(task, task)}: " + "; ".join(parts) + ".")
+        # compute at the largest size that every type reached
+        common = [n for n in sizes if all(grid.min_width(task, a, n, threshold) for a in grid.attentions())]
+        if common and "standard" in grid.attentions():
+            n = common[-1]
+            flops = {a: compute_curve(grid, task, a, threshold) for a in grid.attentions()}
+            at_n = {a: next(p["flops"] for p in flops[a] if p["n"] == n) for a in grid.attentions()}
+            if all(at_n.values()):
+                ratios = ", ".join(f"{a} {at_n[a] / at_n['standard']:.2f}x"
+                                   for a in grid.attentions() if a != "standard")
+                out.append(f"  At n={n}, the largest size all types reached, the smallest sufficient models cost "
+                           f"(FLOPs per sequence, relative to standard): {ratios}.")
+    if not any(grid.min_width(t, a, n, threshold) for t in grid.tasks() for a in grid.attentions()
+               for n in grid.sizes(t)):
+        out.append(f"- No run reached {100 * threshold:g}%: at this profile the data cannot answer the question; "
+                   "run a larger profile (README, Profiles).")
+    return out
+
+
+def report(grid: Grid, thresholds: list[float], figures: dict[str, str], provenance: dict) -> str:
+    records = grid.records
+    seeds = grid.seeds()
+    seconds = sum(r.get("train_seconds") or 0 for r in records)
+    lines = [
+        "# Do efficient Transformers really save computation? Results",
+        "",
+        "Generated by the `report` stage from the metrics of every evaluated run (`metrics/*.json`); "
+        "every number below is computed from those files.",
+        "",
+        "## Setup",
+        "",
+        f"- runs: {len(records)} ({len(grid.tasks())} tasks, attention types {', '.join(grid.attentions())}), "
+        f"seeds: {', '.join(map(str, seeds))}",
+        f"- sweep (profile): {', '.join(provenance['sweeps']) or 'unknown'}",
+        f"- hardware: {', '.join(provenance['devices']) or 'unknown'}",
+        f"- software: {provenance['software']}",
+        f"- code: git {', '.join(provenance['git_revs']) or 'unknown'}",
+        f"- total training time: {seconds:.0f} device-seconds ({seconds / 3600:.2f} h)",
+        "- accuracy: exact match of the whole chain (teacher forcing) for ED, LIS and ED_Local; the answer after "
+        "free greedy generation for arithmetic. Both are in the metrics files for every task.",
+    ]
+    if len(seeds) > 1:
+        lines.append("- cells show the mean over seeds and, below it, the range (min-max)")
+    lines += ["", "## What the data shows", ""]
+    for threshold in thresholds:
+        lines.append(f"At {100 * threshold:g}% accuracy:")
+        lines += statement(grid, threshold)
+        lines.append("")
+    lines += ["## Figures", ""]
+    for caption, path in figures.items():
+        lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    lines += ["## Smallest sufficient width", ""]
+    for threshold in thresholds:
+        lines += [min_width_table(grid, threshold), ""]
+    lines += ["## Compute exponents", "",
+              "Fitted exponent b of cost ~ L^b for the smallest model reaching the threshold at each size "
+              "(\"-\": fewer than two sizes reached).", "", exponent_table(exponent_rows(grid, thresholds)), ""]
+    return "\n".join(lines)

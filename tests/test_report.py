@@ -1,0 +1,135 @@
+"""Reports from hand-made metrics with known answers: minimal widths, threshold crossing, exponent
+fit, missing runs, a single run; the figures are rendered and inspected."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pytest
+import yaml
+from wandb_records import summary_of
+
+from pipeline.report.collect import Grid, compute_curve, fit_power_law, load_metrics
+from pipeline.report.figures import heatmap_panel, save
+from pipeline.report.markdown import exponent_rows, min_width_table, report, statement
+
+ROOT = Path(__file__).resolve().parents[1]
+SEQ = {4: 40, 8: 160, 16: 640}
+
+
+def record(task="ed", attention="standard", n=4, width=16, seed=0, acc=0.5, **extra):
+    flops = extra.pop("flops", 1000.0 * width * SEQ[n])
+    return {"task": task, "attention": attention, "n": n, "width": width, "seed": seed, "seq_len": SEQ[n],
+            "graded_acc": acc, "exact_match": acc, "answer_acc": acc, "flops_per_sequence": flops,
+            "train_seconds": extra.pop("seconds", width / 10), "device": "cpu", "sweep": "hand", **extra}
+
+
+def known_grid() -> Grid:
+    """standard solves every size at width 16; linear needs a width that doubles with n."""
+    recs = []
+    for n in (4, 8, 16):
+        for width in (16, 32, 64, 128):
+            recs.append(record(attention="standard", n=n, width=width, acc=0.995))
+            need = {4: 16, 8: 32, 16: 64}[n]
+            recs.append(record(attention="linear", n=n, width=width, acc=0.95 if width >= need else 0.2))
+    return Grid(recs)
+
+
+def test_minimal_width_and_threshold_crossing():
+    grid = known_grid()
+    assert [grid.min_width("ed", "standard", n, 0.9) for n in (4, 8, 16)] == [16, 16, 16]
+    assert [grid.min_width("ed", "linear", n, 0.9) for n in (4, 8, 16)] == [16, 32, 64]
+    assert grid.min_width("ed", "linear", 4, 0.95) == 16  # reaching the threshold exactly counts
+    assert grid.min_width("ed", "linear", 4, 0.96) is None
+    assert grid.min_width("ed", "standard", 4, 0.995) == 16 and grid.min_width("ed", "standard", 4, 0.996) is None
+    table = min_width_table(grid, 0.9)
+    assert "| linear | 16 | 32 | 64 |" in table and "| standard | 16 | 16 | 16 |" in table
+    assert "| linear | none | none | none |" in min_width_table(grid, 0.99)
+
+
+def test_exponent_fit_recovers_a_known_power_law():
+    xs = [40, 160, 640, 2560]
+    assert fit_power_law(xs, [3 * x**1.5 for x in xs]) == pytest.approx(1.5)
+    assert fit_power_law([40], [1.0]) is None
+    grid = known_grid()
+    # flops = 1000 * width * L: standard's width is constant (exponent 1), linear's doubles per 4x L
+    rows = {(r["attention"], r["threshold"]): r for r in exponent_rows(grid, [0.9])}
+    assert rows["standard", 0.9]["flops_exponent"] == pytest.approx(1.0)
+    assert rows["linear", 0.9]["flops_exponent"] == pytest.approx(1.5)
+    curve = compute_curve(grid, "ed", "linear", 0.9)
+    assert [p["width"] for p in curve] == [16, 32, 64] and [p["L"] for p in curve] == [40, 160, 640]
+
+
+def test_statement_is_read_off_the_numbers():
+    text = "\n".join(statement(known_grid(), 0.9))
+    assert "standard reached it at 3 of 3 sizes (the same width throughout)" in text
+    assert "linear reached it at 3 of 3 sizes (width 16 at n=4 and 64 at n=16)" in text
+    assert "linear 4.00x" in text  # 64 vs 16 wide at n=16, FLOPs proportional to width here
+    assert "No run reached" in "\n".join(statement(known_grid(), 0.999))
+
+
+def test_missing_runs_are_marked_never_zero(tmp_path):
+    recs = [r for r in known_grid().records if not (r["attention"] == "linear" and r["n"] == 8)]
+    recs.append(record(attention="linear", n=8, width=16, acc=float("nan")))  # a failed run
+    grid = Grid(recs)
+    fig = heatmap_panel(grid, ["ed"], ["standard", "linear"], "test")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("failed") == 1 and texts.count("missing") == 3
+    assert "99.5" in texts and "95.0" in texts and "20.0" in texts
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "" or ax.get_xlabel() == "embedding width"
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["16", "32", "64", "128"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["n=4\nL=40", "n=8\nL=160", "n=16\nL=640"]
+    assert fig.axes[1].get_xlabel() == "embedding width" and ax.get_ylabel() == "problem size"
+    assert "| linear | 16 | missing | 64 |" in min_width_table(grid, 0.9)
+    save(fig, tmp_path / "h.png")
+    image = mpimg.imread(tmp_path / "h.png")
+    assert image.shape[0] > 300 and image.shape[1] > 200 and image[..., :3].std() > 0.05
+
+
+def test_seed_spread_is_shown():
+    grid = Grid([record(seed=0, acc=0.5), record(seed=1, acc=0.7)])
+    cell = grid.cell("ed", "standard", 4, 16)
+    assert cell.acc == pytest.approx(0.6) and cell.spread == (0.5, 0.7)
+    fig = heatmap_panel(grid, ["ed"], ["standard"], "t")
+    assert "60.0\n(50-70)" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_one_run_only():
+    grid = Grid([record()])
+    text = report(grid, [0.9], {}, {"sweeps": ["hand"], "devices": ["cpu"], "git_revs": [], "software": "x"})
+    assert "runs: 1" in text and "No run reached 90%" in text
+
+
+def test_report_stage_end_to_end(tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    for i, r in enumerate(known_grid().records + [record(task="lis", n=4, width=16, acc=0.99)]):
+        (metrics / f"run{i}.json").write_text(json.dumps(r))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"report": {"thresholds": [0.9, 0.99]}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "report"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "reports" / "report.md").read_text()
+    for name in ("figure1.png", "figure3.png", "compute.png"):
+        assert f"figures/{name}" in text
+        assert mpimg.imread(tmp_path / "reports" / "figures" / name).std() > 0.01
+    assert "| linear | 16 | 32 | 64 |" in text and "sweep (profile): hand" in text
+    assert (tmp_path / "reports" / "plots" / "min_width.csv").read_text().startswith("task,attention")
+    runs = [summary_of(f) for f in (tmp_path / "wandb").rglob("run-*.wandb")]
+    assert len(runs) == 1 and runs[0]["run"]["job_type"] == "report" and runs[0]["run"]["group"] == "hand"
+    logged = {key.split("/")[0] for key in runs[0]["summary"]}
+    assert {"figure1", "figure3", "compute", "min_width"} <= logged
+    assert runs[0]["summary"]["figure1/_type"] == "image-file" and runs[0]["summary"]["min_width/_type"] == "table-file"
+
+
+def test_bad_metrics_file_is_named(tmp_path):
+    (tmp_path / "broken.json").write_text(json.dumps({"task": "ed"}))
+    with pytest.raises(ValueError, match="broken.json"):
+        load_metrics(tmp_path)
