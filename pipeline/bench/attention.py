@@ -16,13 +16,13 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from ..attention import make_attention
+from ..provenance import git_rev
 
 TYPES = ("standard", "sparse", "linear")
 
@@ -89,13 +89,6 @@ def fit_exponent(records: list[dict]) -> float:
     ys = [math.log(r["ms_per_sequence"]) for r in records]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-
-
-def git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run(out: Path, device: str, lengths: list[int], tokens: int, width: int = 256, heads: int = 4,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..provenance import git_rev
 from ..tasks import make_task
 
 # The largest problem size of each task in the paper's grid (ED_Local: our largest).
@@ -78,14 +79,6 @@ def child(size: int) -> None:
     print(json.dumps({"task": "ed", "n": 20, "train_samples": size, "seconds": seconds,
                       "samples_per_s": size / seconds, "bytes_written": written, "peak_rss_bytes": peak,
                       "peak_over_written": peak / written}))
-
-
-def git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run(json_path: Path, full_size: int) -> dict:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from ..data import sha256
 from ..params import EvaluateParams, load_section
-from .io import check_writable, git_rev, write_json
+from ..provenance import git_rev
+from .io import check_writable, write_json
 from .train import DATA, RUNS, wandb_logger
 
 METRICS = Path("metrics")
+METRICS_VERSION = 2  # bump when the fields of a metrics file change
 
 
 def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, runs: Path, metrics: Path) -> dict:
@@ -29,7 +31,8 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, r
     ckpt = folder / "checkpoints" / "best.ckpt"
     if not ckpt.exists():
         ckpt = folder / "checkpoints" / "last.ckpt"
-    key = f"{sha256(ckpt)[:16]}:{params.batch_size}:{params.generation_samples}"  # checkpoint and settings
+    # the checkpoint, the settings and the metrics format: any change re-evaluates
+    key = f"{sha256(ckpt)[:16]}:{params.batch_size}:{params.generation_samples}:v{METRICS_VERSION}"
     out = metrics / f"{run_id}.json"
     if out.exists() and json.loads(out.read_text()).get("evaluation_key") == key:
         return json.loads(out.read_text())

@@ -18,7 +18,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..params import Run, TrainParams, load_section
-from .io import check_writable, git_rev, write_json
+from ..provenance import git_rev
+from .io import check_writable, write_json
 
 DATA = Path("data/datasets")
 RUNS = Path("runs")

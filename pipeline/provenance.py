@@ -1,0 +1,16 @@
+"""Where a result comes from: the code revision."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def git_rev() -> str:
+    """The commit the code runs from ("unknown" outside a git checkout), "+dirty" if changed."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
