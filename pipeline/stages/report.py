@@ -23,7 +23,8 @@ def provenance(records: list[dict]) -> dict:
     return {
         "sweeps": sorted({r["sweep"] for r in records if r.get("sweep")}),
         "devices": sorted({r["device"] for r in records if r.get("device")}),
-        "git_revs": sorted({r["git_rev"][:12] for r in records if r.get("git_rev")}),
+        "git_revs": sorted({r["git_rev"][:12] + ("+dirty" if r["git_rev"].endswith("+dirty") else "")
+                            for r in records if r.get("git_rev")}),
         "software": "; ".join(software) or "unknown",
     }
 
