@@ -170,7 +170,7 @@ def test_params_yaml_train_section_is_valid():
     json.dumps(TrainParams.parse(data["train"]).training())
 
 
-@pytest.mark.parametrize("profile", ["paper", "gpu", "gpu_smoke"])
+@pytest.mark.parametrize("profile", ["paper", "gpu", "gpu_smoke", "gpu_pilot"])
 def test_profiles_are_valid_and_consistent(profile):
     from pipeline.params import EvaluateParams, GenerateParams
 
