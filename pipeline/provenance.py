@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 
 def git_rev() -> str:
     """The commit the code runs from ("unknown" outside a git checkout), "+dirty" if changed."""
+    if os.environ.get("PIPELINE_GIT_REV"):  # a copy of the tree without .git (e.g. a remote GPU machine)
+        return os.environ["PIPELINE_GIT_REV"]
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,

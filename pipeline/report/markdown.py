@@ -110,7 +110,8 @@ def report(grid: Grid, thresholds: list[float], figures: dict[str, str], provena
         f"- hardware: {', '.join(provenance['devices']) or 'unknown'}",
         f"- software: {provenance['software']}",
         f"- code: git {', '.join(provenance['git_revs']) or 'unknown'}",
-        f"- total training time: {seconds:.0f} device-seconds ({seconds / 3600:.2f} h)",
+        f"- total training time: {seconds:.0f} s ({seconds / 3600:.2f} h), the sum over runs (runs that trained "
+        "side by side on one GPU overlap in wall-clock time)",
         "- accuracy: exact match of the whole chain (teacher forcing) for ED, LIS and ED_Local; the answer after "
         "free greedy generation for arithmetic. Both are in the metrics files for every task.",
     ]
