@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .attention import ATTENTION, AttentionError, make_attention
+from .data import DataError, check_sizes
 from .tasks import TASKS, Task, TaskError, make_task
 
 
@@ -97,11 +98,8 @@ class GenerateParams:
             for i, n in enumerate(task_sizes):
                 try:
                     task = make_task(name, n, **options)
-                    total = sum(sizes.values())
-                    if total > task.min_distinct():
-                        raise TaskError(f"{total} distinct samples asked for (train + val + test), but "
-                                        f"{name} at n={n} is only known to have {task.min_distinct()}")
-                except TaskError as err:
+                    check_sizes(task, sizes)
+                except (TaskError, DataError) as err:
                     raise ParamError(f"{at}.sizes[{i}]: {err}") from None
                 datasets.append(Dataset(task))
         return cls(seed, sizes, datasets)

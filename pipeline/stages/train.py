@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -92,8 +93,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     if not (started.exists() and json.loads(started.read_text()).get("key") == key and resume.exists()):
         resume = None  # a new run, or settings changed: start over
         if out.exists():
-            for f in sorted(out.rglob("*"), reverse=True):
-                f.unlink() if f.is_file() else f.rmdir()
+            shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(started, {"key": key, "run": run.__dict__})
 
@@ -180,8 +180,6 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     wanted = {r.id for r in todo}
     for stale in sorted(p for p in runs.iterdir() if p.is_dir() and p.name not in wanted):
         if (stale / "run.json").exists():  # a run no longer in the sweep: only what this stage wrote
-            import shutil
-
             shutil.rmtree(stale)
 
 
