@@ -1,0 +1,88 @@
+"""Sharing through a DVC remote: push to a real S3-compatible server on 127.0.0.1 (moto), then a
+colleague's fresh clone pulls datasets, checkpoints and results and has nothing left to run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server():
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        import boto3
+
+        boto3.client("s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                     region_name="us-east-1").create_bucket(Bucket="shared")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(cwd), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "WANDB_MODE": "offline"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_server):
+    work = tmp_path / "mine"
+    skip = shutil.ignore_patterns(".venv", "data", "runs", "metrics", "wandb", "reports", "cache", "tmp", "__pycache__",
+                                  ".pytest_cache", ".hypothesis", "*.egg-info", ".whl", "dvc.lock")
+    shutil.copytree(ROOT, work, ignore=skip)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["generate"].update(train_size=200, val_size=16, test_size=16)
+    params["generate"]["tasks"] = {"lis": {"sizes": [5], "options": {"number_range": None}}}
+    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3)
+    params["evaluate"].update(generation_samples=8)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["git", "init", "-q"], work)
+    run(["dvc", "remote", "add", "-d", "shared", "s3://shared/cache"], work)
+    run(["dvc", "remote", "modify", "shared", "endpointurl", s3_server], work)
+    run(["dvc", "repro"], work)
+    run(["dvc", "push"], work)
+    run(["git", "add", "-A"], work)
+    run([*GIT, "commit", "-qm", "results"], work)
+
+    colleague = tmp_path / "colleague"
+    run(["git", "clone", "-q", str(work), str(colleague)], tmp_path)
+    assert not (colleague / "runs").exists() and not (colleague / "data").exists()
+    run(["dvc", "pull"], colleague)
+    for rel in ("data/datasets/lis_n5/train_tokens.npy", "data/datasets/lis_n5/meta.json",
+                "runs/lis_n5-standard-w16-s0/checkpoints/best.ckpt", "runs/lis_n5-standard-w16-s0/train.json",
+                "metrics/lis_n5-standard-w16-s0.json", "reports/report.md"):
+        assert (colleague / rel).read_bytes() == (work / rel).read_bytes(), rel
+    assert "up to date" in run(["dvc", "status"], colleague)
+    assert "Running stage" not in run(["dvc", "repro"], colleague)
