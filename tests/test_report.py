@@ -133,3 +133,16 @@ def test_bad_metrics_file_is_named(tmp_path):
     (tmp_path / "broken.json").write_text(json.dumps({"task": "ed"}))
     with pytest.raises(ValueError, match="broken.json"):
         load_metrics(tmp_path)
+
+
+def test_compute_figure_axes_and_fitted_slopes():
+    from pipeline.report.figures import compute_figure
+
+    fig = compute_figure(known_grid(), ["ed"], ["standard", "linear"], [0.9])
+    flops, seconds = fig.axes[0], fig.axes[1]
+    assert flops.get_xscale() == "log" and flops.get_yscale() == "log"
+    assert flops.get_xlabel() == "sequence length L" and flops.get_ylabel() == "FLOPs per sequence"
+    assert seconds.get_ylabel() == "training seconds"
+    assert [t.get_text() for t in flops.get_xticklabels()] == ["40", "160", "640"]
+    legend = [t.get_text() for t in flops.get_legend().get_texts()]
+    assert legend == ["standard 90% (slope 1.00)", "linear 90% (slope 1.50)"]

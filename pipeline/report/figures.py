@@ -9,10 +9,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from .collect import TITLES, Grid, compute_curve, fit_power_law  # noqa: E402
 
 MISSING, FAILED = "missing", "failed"
+COLOURS = {"standard": "tab:blue", "linear": "tab:green", "sparse": "tab:orange"}  # one colour per model
 
 
 def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
@@ -64,7 +66,8 @@ def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], threshol
     fig, axes = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7), squeeze=False, layout="constrained")
     styles = ["-", "--", ":", "-."]
     for c, task in enumerate(tasks):
-        for attention in attentions:
+        for a, attention in enumerate(attentions):
+            colour = COLOURS.get(attention, f"C{a + 3}")
             for k, threshold in enumerate(thresholds):
                 points = [p for p in compute_curve(grid, task, attention, threshold) if p["width"]]
                 for row, key in ((0, "flops"), (1, "seconds")):
@@ -74,13 +77,17 @@ def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], threshol
                     xs, ys = [p["L"] for p in pts], [p[key] for p in pts]
                     slope = fit_power_law(xs, ys)
                     label = f"{attention} {100 * threshold:g}%" + (f" (slope {slope:.2f})" if slope is not None else "")
-                    axes[row][c].loglog(xs, ys, styles[k % len(styles)], marker="o", label=label)
+                    axes[row][c].loglog(xs, ys, styles[k % len(styles)], marker="o", color=colour, label=label)
         for row, name in ((0, "FLOPs per sequence"), (1, "training seconds")):
             ax = axes[row][c]
             ax.set_xlabel("sequence length L")
             ax.set_ylabel(name)
             ax.set_title(f"{TITLES.get(task, task)}: {name}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
+            if ax.lines:  # ticks at the task's sequence lengths, written plainly
+                ax.set_xticks(sorted(grid.seq_len[task, n] for n in grid.sizes(task)))
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_formatter(NullFormatter())
             if ax.lines:
                 ax.legend(fontsize=6)
             else:
