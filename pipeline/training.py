@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .data import read_meta
+from .data import read_meta, read_split
 from .model import DecoderTransformer, ModelConfig
 from .tasks import make_task
 
@@ -84,12 +84,10 @@ class ChainDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        sep = self.meta["vocab"].index(self.meta["separator"])
         for split in ("train", "val", "test"):
-            tokens = torch.from_numpy(np.load(self.folder / f"{split}_tokens.npy").astype(np.int64))
-            lengths = torch.from_numpy(np.load(self.folder / f"{split}_lengths.npy").astype(np.int64))
-            prompts = (tokens == sep).int().argmax(1) + 1
-            self.splits[split] = Split(tokens, lengths, prompts)
+            batch = read_split(self.task, self.folder, split)
+            self.splits[split] = Split(*(torch.from_numpy(a.astype(np.int64))
+                                         for a in (batch.tokens, batch.lengths, batch.prompt_lengths)))
 
     def place(self, device) -> None:
         """Move every split to the training device once (called by the module at fit start)."""

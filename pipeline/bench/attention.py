@@ -13,7 +13,6 @@ with CUDA events on the GPU.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import statistics
 import time
@@ -23,6 +22,7 @@ import torch
 
 from ..attention import make_attention
 from ..provenance import git_rev
+from ..report.collect import fit_power_law
 
 TYPES = ("standard", "sparse", "linear")
 
@@ -83,12 +83,9 @@ def measure(kind: str, options: dict, length: int, tokens: int, heads: int, head
     return {"L": length, "batch": batch, "ms": ms, "ms_per_sequence": ms / batch, "peak_mem_bytes": int(peak)}
 
 
-def fit_exponent(records: list[dict]) -> float:
+def fit_exponent(records: list[dict]) -> float | None:
     """Least-squares slope of log(time per sequence) against log(L)."""
-    xs = [math.log(r["L"]) for r in records]
-    ys = [math.log(r["ms_per_sequence"]) for r in records]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return fit_power_law([r["L"] for r in records], [r["ms_per_sequence"] for r in records])
 
 
 def run(out: Path, device: str, lengths: list[int], tokens: int, width: int = 256, heads: int = 4,
