@@ -4,7 +4,6 @@ W&B run of its own (job type `report`) in the sweep's group."""
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from ..report.collect import Grid, compute_curve, load_metrics
 from ..report.figures import compute_figure, heatmap_panel, save
 from ..report.markdown import report
 from .io import check_writable
+from .tracking import wandb_options
 
 METRICS = Path("metrics")
 OUT = Path("reports")
@@ -85,12 +85,7 @@ def write_plot_data(grid: Grid, thresholds: list[float], path: Path) -> list[dic
 def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) -> None:
     import wandb
 
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    Path("wandb").mkdir(exist_ok=True)
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "efficient-transformers-dp"), group=sweep,
-                     job_type="report", name=f"report-{sweep}", dir="wandb",
-                     mode="online" if os.environ["WANDB_MODE"] == "online" else "offline")
+    run = wandb.init(group=sweep, job_type="report", name=f"report-{sweep}", **wandb_options())
     run.log({Path(p).stem: wandb.Image(str(out / p), caption=c) for c, p in made.items()})
     if rows:
         run.log({"min_width": wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows])})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -21,10 +20,10 @@ from pathlib import Path
 from ..params import Run, TrainParams, load_section
 from ..provenance import git_rev
 from .io import check_writable, write_json
+from .tracking import wandb_options
 
 DATA = Path("data/datasets")
 RUNS = Path("runs")
-WANDB_DIR = Path("wandb")  # outside every DVC output; `wandb sync wandb/wandb/offline-run-*` uploads later
 
 
 class MissingDataset(FileNotFoundError):
@@ -56,19 +55,17 @@ def wandb_logger(run: Run, sweep: str, meta: dict, job_type: str, config: dict):
     """W&B offline unless WANDB_MODE=online: no network, no account, never a prompt."""
     from lightning.pytorch.loggers import WandbLogger
 
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_DIR", str(WANDB_DIR.resolve()))
-    WANDB_DIR.mkdir(parents=True, exist_ok=True)
+    options = wandb_options()
     return WandbLogger(
-        project=os.environ.get("WANDB_PROJECT", "efficient-transformers-dp"),
+        project=options["project"],
         group=sweep,
         job_type=job_type,
         name=run.id,
         tags=[meta["task"], run.attention, f"n={meta['n']}", f"width={run.width}", f"seed={run.seed}"],
         config=config,
-        save_dir=str(WANDB_DIR),
-        offline=os.environ["WANDB_MODE"] != "online",
+        save_dir=options["dir"],
+        offline=options["mode"] == "offline",
+        settings=options["settings"],
     )
 
 
