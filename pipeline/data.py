@@ -1,125 +1,26 @@
-"""Dataset files: deduplicated, disjoint splits drawn chunk by chunk, written atomically.
+"""Dataset files, and reading them back checked against their recorded checksums.
 
 A dataset folder holds, for each split, `{split}_tokens.npy` (N x W token ids, padded with 0, each
 row ending with <eos>) and `{split}_lengths.npy` (N, int32), plus `meta.json` with the task, n,
-options, vocabulary, lengths, counts, seed, generator version and the sha256 of every file.
-
-Splits are drawn in the order test, val, train, each from its own random stream, and a sample is
-kept only if its prompt was never seen before: no duplicates inside a split, no val or test prompt
-in train, and the test set does not change when only the training size changes.
+options, vocabulary, separator, lengths, counts, seed, generator version and the sha256 of every
+file. Writing is in `generation.py`; this module needs numpy only (no task code), so that what
+training depends on does not include how data is generated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .tasks import Task
-from .tasks.base import Batch
-
-GENERATOR_VERSION = 1  # bump whenever the same parameters would give different samples
 SPLITS = ("train", "val", "test")
-GENERATION_ORDER = ("test", "val", "train")
-CHUNK_TOKENS = 1 << 24  # tokens per generated chunk: bounds the memory next to the output arrays
-STALL_SAMPLES = 1 << 22  # this many draws in a row without a new prompt: the task has run out
+META_KEYS = ("task", "n", "options", "vocab", "separator", "unique_chain", "max_len", "splits", "sha256")
 
 
 class DataError(ValueError):
-    """A dataset cannot be made or read as asked."""
-
-
-def split_rng(seed: int, task: Task, split: str) -> np.random.Generator:
-    """An independent, platform-independent stream per (seed, task, n, split)."""
-    key = (zlib.crc32(task.name.encode()), task.n, GENERATION_ORDER.index(split))
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
-
-
-def prompt_hashes(batch: Batch) -> np.ndarray:
-    """A 64-bit hash of each sample's prompt (FNV-1a over token ids, then a splitmix finaliser).
-
-    Only used to reject repeats: equal prompts always collide, and a rare collision of different
-    prompts only drops a sample, so no duplicate can ever pass.
-    """
-    width = int(batch.prompt_lengths.max())
-    keys = np.ascontiguousarray(batch.tokens[:, :width].T).astype(np.uint64)
-    keys[np.arange(width)[:, None] >= batch.prompt_lengths[None, :]] = 0
-    h = np.full(len(batch), 0xCBF29CE484222325, dtype=np.uint64)
-    prime = np.uint64(0x100000001B3)
-    for column in keys:
-        h ^= column
-        h *= prime
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
-
-
-def check_sizes(task: Task, sizes: dict[str, int]) -> None:
-    for split, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise DataError(f"{split} size must be a non-negative integer, got {size!r}")
-    total = sum(sizes.values())
-    available = task.min_distinct()
-    if total > available:
-        raise DataError(
-            f"{total} distinct samples asked for, but task {task.name} at n={task.n} is only known to "
-            f"have {available}"
-        )
-
-
-def fill_split(task: Task, rng: np.random.Generator, split: str, size: int, seen: set[int],
-               tokens: np.ndarray, lengths: np.ndarray) -> None:
-    """Draw samples until `size` new prompts (not in `seen`) fill tokens[:size], lengths[:size]."""
-    chunk_rows = max(1024, CHUNK_TOKENS // task.max_len)
-    filled, stalled = 0, 0
-    while filled < size:
-        need = size - filled
-        batch = task.generate(rng, min(chunk_rows, max(1024, need + need // 8)), split)
-        hashes = prompt_hashes(batch)
-        _, first = np.unique(hashes, return_index=True)
-        first.sort()  # keep generation order
-        fresh = [i for i, h in zip(first.tolist(), hashes[first].tolist()) if h not in seen][:need]
-        if not fresh:
-            stalled += len(batch)
-            if stalled >= STALL_SAMPLES:
-                raise DataError(f"task {task.name} at n={task.n} ran out of distinct samples "
-                                f"after {len(seen)}")
-            continue
-        stalled = 0
-        rows = np.asarray(fresh)
-        seen.update(hashes[rows].tolist())
-        width = batch.tokens.shape[1]
-        tokens[filled : filled + len(rows), :width] = batch.tokens[rows]
-        lengths[filled : filled + len(rows)] = batch.lengths[rows]
-        filled += len(rows)
-
-
-def generate_splits(task: Task, sizes: dict[str, int], seed: int, folder: Path) -> dict:
-    """Write `{split}_tokens.npy` and `{split}_lengths.npy` for every split into folder; return
-    the per-split part of meta.json."""
-    check_sizes(task, sizes)
-    seen: set[int] = set()
-    info = {}
-    for split in GENERATION_ORDER:
-        if split not in sizes:
-            continue
-        size = sizes[split]
-        tokens_path, lengths_path = folder / f"{split}_tokens.npy", folder / f"{split}_lengths.npy"
-        tokens = np.lib.format.open_memmap(tokens_path, "w+", task.vocab.dtype, (size, task.max_len))
-        lengths = np.lib.format.open_memmap(lengths_path, "w+", np.int32, (size,))
-        fill_split(task, split_rng(seed, task, split), split, size, seen, tokens, lengths)
-        info[split] = {"count": size, "max_length": int(lengths.max(initial=0))}
-        del tokens, lengths  # flush the memory maps
-    return {s: info[s] for s in SPLITS if s in info}
+    """A dataset cannot be made or read as asked; the message names the file."""
 
 
 def sha256(path: Path) -> str:
@@ -130,66 +31,53 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_dataset(task: Task, sizes: dict[str, int], seed: int, out: Path) -> dict:
-    """Generate one dataset folder at `out`, atomically: a temporary sibling folder is filled and
-    renamed at the end, so an interrupted run never leaves a half-written dataset."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+def read_meta(folder: Path) -> dict:
+    folder = Path(folder)
+    path = folder / "meta.json"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such dataset folder (run the generate stage)")
+    if not path.is_file():
+        raise DataError(f"{path}: missing, so {folder} is not a complete dataset (run the generate stage again)")
     try:
-        splits = generate_splits(task, sizes, seed, tmp)
-        meta = {
-            "task": task.name,
-            "n": task.n,
-            "options": task.options(),
-            "seed": seed,
-            "generator_version": GENERATOR_VERSION,
-            "vocab": list(task.vocab.tokens),
-            "separator": task.separator,
-            "unique_chain": task.unique_chain,
-            "max_len": task.max_len,
-            "dtype": task.vocab.dtype.name,
-            "splits": splits,
-            "sha256": {p.name: sha256(p) for p in sorted(tmp.glob("*.npy"))},
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise DataError(f"{path}: not a dataset's meta.json (missing {', '.join(missing)})")
     return meta
 
 
-def replace_dir(new: Path, target: Path) -> None:
-    """Move folder `new` to `target`; an old `target` is removed only once `new` is in place."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old)
-
-
-def read_split(task: Task, folder: Path, split: str, mmap: bool = False) -> Batch:
-    """One split of a dataset folder as a Batch (memory-mapped if asked)."""
-    mode = "r" if mmap else None
-    tokens = np.load(Path(folder) / f"{split}_tokens.npy", mmap_mode=mode)
-    lengths = np.load(Path(folder) / f"{split}_lengths.npy", mmap_mode=mode)
-    prompts = np.argmax(tokens == task.vocab.id(task.separator), axis=1) + 1
-    return Batch(tokens, lengths, prompts.astype(np.int32))
-
-
-def read_meta(folder: Path) -> dict:
-    path = Path(folder) / "meta.json"
-    if not path.exists():
-        raise DataError(f"{folder}: no meta.json (not a generated dataset; run the generate stage)")
-    return json.loads(path.read_text())
-
-
-def verify(folder: Path) -> None:
-    """Raise DataError if a file of the dataset does not match its recorded checksum."""
+def verify(folder: Path) -> dict:
+    """The dataset's meta.json, once every file it lists matches its recorded sha256 (and every
+    split's files are listed); otherwise a DataError that names the file."""
+    folder = Path(folder)
     meta = read_meta(folder)
-    for name, digest in meta["sha256"].items():
-        if sha256(Path(folder) / name) != digest:
-            raise DataError(f"{folder}/{name}: checksum mismatch")
+    expected = {f"{s}_{kind}.npy" for s in meta["splits"] for kind in ("tokens", "lengths")}
+    unlisted = sorted(expected - set(meta["sha256"]))
+    if unlisted:
+        raise DataError(f"{folder / 'meta.json'}: no checksum recorded for {unlisted[0]}")
+    for name, digest in sorted(meta["sha256"].items()):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path}: missing (listed in {folder / 'meta.json'})")
+        if sha256(path) != digest:
+            raise DataError(f"{path}: does not match the sha256 recorded in meta.json (a changed or truncated "
+                            "file; run the generate stage again)")
+    return meta
+
+
+def separator_id(meta: dict) -> int:
+    return meta["vocab"].index(meta["separator"])
+
+
+def read_arrays(folder: Path, split: str, separator: int, mmap: bool = False) -> tuple[np.ndarray, ...]:
+    """Tokens, lengths and prompt lengths (tokens up to and including the first separator) of one split."""
+    mode = "r" if mmap else None
+    try:
+        tokens = np.load(Path(folder) / f"{split}_tokens.npy", mmap_mode=mode)
+        lengths = np.load(Path(folder) / f"{split}_lengths.npy", mmap_mode=mode)
+    except (ValueError, EOFError) as err:  # a truncated or foreign file
+        raise DataError(f"{folder}/{split}_*.npy: cannot be read ({err})") from None
+    prompts = np.argmax(tokens == separator, axis=1) + 1
+    return tokens, lengths, prompts.astype(np.int32)

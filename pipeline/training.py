@@ -1,19 +1,27 @@
 """Lightning training of one run: the data module over a generated dataset, the module with its
-loss, metrics, optimiser and generation-based evaluation.
+loss, validation, optimiser and checkpointed state, and `fit`, which trains one run into a folder.
+
+Everything that decides a trained run's weights is reachable from this module, and nothing else
+is: the run key hashes its import closure (`deps.code_hash("pipeline.training")`). Logging, progress
+and bookkeeping live in the train stage, evaluation on the test split in `evaluation.py`, FLOPs in
+`cost.py`, so none of them retrains a run.
 
 Loss: next-token cross-entropy on the chain-of-thought and answer tokens only (every token after the
-first separator, <eos> included), as in the public code.
-Metrics (torchmetrics objects, accumulated over the epoch, not averages of per-batch floats):
-- token accuracy on those tokens (teacher forcing, argmax);
-- exact match: every chain and answer token right (teacher forcing; equals greedy decoding of the
-  whole chain where the chain is unique);
-- answer accuracy: the answer after free greedy generation from the prompt with the incremental
-  decoder (the paper's metric for arithmetic, whose chain is not unique).
+first separator, <eos> included), as in the public code. Validation (torchmetrics objects,
+accumulated over the whole split): token accuracy, exact match, answer accuracy by generation
+(`grading.py`); `val/acc` is the task's graded accuracy, which early stopping and the best
+checkpoint follow.
+
+Resuming is exact: one Lightning epoch is `val_every` steps of an endless, seeded stream of batches
+whose position is the global step, every checkpoint is taken after a validation (an epoch end, the
+case Lightning restores cleanly), and it carries the random number generators' states. A killed run
+resumed from its last checkpoint ends with the weights of an uninterrupted one (CPU, deterministic).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +29,16 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .data import read_meta, read_split
+from .data import read_arrays, separator_id, sha256
+from .grading import IGNORE, answer_correct, chain_targets, exact_match
 from .model import DecoderTransformer, ModelConfig
-from .tasks import make_task
 
-IGNORE = -100
+FINAL = "model.ckpt"  # a finished run's weights (the best validation), without trainer state or paths
+KEEP = ("epoch", "global_step", "pytorch-lightning_version", "state_dict", "hparams_name", "hyper_parameters")
 
 
 @dataclass
@@ -43,88 +53,84 @@ class Split:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def rows(self, rows: torch.Tensor):
+        """Batch of the given rows, trimmed to its longest sequence."""
+        lengths = self.lengths[rows]
+        return self.tokens[rows, : int(lengths.max())], lengths, self.prompts[rows]
+
 
 class Batches:
-    """Batches cut from tensors that already live on the training device: no per-sample Python.
+    """The split in order, in batches cut from tensors on the training device (no per-sample Python)."""
 
-    Each batch is trimmed to its longest sequence. Shuffled with its own seeded generator, so an
-    epoch's order depends on (seed, epoch) only.
-    """
-
-    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0) -> None:
-        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
-        self.epoch = 0
+    def __init__(self, split: Split, batch_size: int) -> None:
+        self.split, self.batch_size = split, batch_size
 
     def __len__(self) -> int:
         return math.ceil(len(self.split) / self.batch_size)
 
     def __iter__(self):
-        n = len(self.split)
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=gen).to(self.split.tokens.device)
-            self.epoch += 1
-        else:
-            order = torch.arange(n, device=self.split.tokens.device)
-        for start in range(0, n, self.batch_size):
-            rows = order[start : start + self.batch_size]
-            lengths = self.split.lengths[rows]
-            width = int(lengths.max())
-            yield self.split.tokens[rows, :width], lengths, self.split.prompts[rows]
+        order = torch.arange(len(self.split), device=self.split.tokens.device)
+        for start in range(0, len(self.split), self.batch_size):
+            yield self.split.rows(order[start : start + self.batch_size])
+
+
+class TrainStream:
+    """Training batches as an endless stream: batch s of the stream is batch s mod P of pass s // P
+    over the training split (P batches a pass), each pass shuffled by its own generator seeded with
+    (seed, pass). One iteration yields `epoch_steps` batches from the position `start()` (the global
+    step), so a resumed run continues exactly where its checkpoint was taken."""
+
+    def __init__(self, split: Split, batch_size: int, seed: int, epoch_steps: int, start) -> None:
+        self.split, self.batch_size, self.seed, self.epoch_steps, self.start = split, batch_size, seed, epoch_steps, start
+        self.per_pass = math.ceil(len(split) / batch_size)
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.epoch_steps
+
+    def order(self, data_pass: int) -> torch.Tensor:
+        if self._order is None or self._order[0] != data_pass:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + data_pass)
+            self._order = (data_pass, torch.randperm(len(self.split), generator=gen).to(self.split.tokens.device))
+        return self._order[1]
+
+    def __iter__(self):
+        first = self.start()
+        for step in range(first, first + self.epoch_steps):
+            data_pass, index = divmod(step, self.per_pass)
+            yield self.split.rows(self.order(data_pass)[index * self.batch_size : (index + 1) * self.batch_size])
 
 
 class ChainDataModule(L.LightningDataModule):
-    def __init__(self, folder: Path, batch_size: int, eval_batch_size: int = 256, seed: int = 0) -> None:
+    """The splits of one dataset folder (checked against its checksums by the caller: `data.verify`)."""
+
+    def __init__(self, folder: Path, meta: dict, batch_size: int, eval_batch_size: int = 256, seed: int = 0,
+                 epoch_steps: int = 1) -> None:
         super().__init__()
-        self.folder, self.batch_size, self.eval_batch_size, self.seed = Path(folder), batch_size, eval_batch_size, seed
-        self.meta = read_meta(self.folder)
-        self.task = make_task(self.meta["task"], self.meta["n"], **self.meta["options"])
+        self.folder, self.meta = Path(folder), meta
+        self.batch_size, self.eval_batch_size, self.seed, self.epoch_steps = batch_size, eval_batch_size, seed, epoch_steps
         self.splits: dict[str, Split] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         for split in ("train", "val", "test"):
-            batch = read_split(self.task, self.folder, split)
-            self.splits[split] = Split(*(torch.from_numpy(a.astype(np.int64))
-                                         for a in (batch.tokens, batch.lengths, batch.prompt_lengths)))
+            arrays = read_arrays(self.folder, split, separator_id(self.meta))
+            self.splits[split] = Split(*(torch.from_numpy(np.asarray(a).astype(np.int64)) for a in arrays))
 
     def place(self, device) -> None:
         """Move every split to the training device once (called by the module at fit start)."""
         self.splits = {k: v.to(device) for k, v in self.splits.items()}
 
     def train_dataloader(self):
-        return Batches(self.splits["train"], self.batch_size, shuffle=True, seed=self.seed)
+        return TrainStream(self.splits["train"], self.batch_size, self.seed, self.epoch_steps,
+                           lambda: self.trainer.global_step)
 
     def val_dataloader(self):
-        return Batches(self.splits["val"], self.eval_batch_size, shuffle=False)
+        return Batches(self.splits["val"], self.eval_batch_size)
 
     def test_dataloader(self):
-        return Batches(self.splits["test"], self.eval_batch_size, shuffle=False)
-
-
-def chain_targets(tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """Targets for inputs tokens[:, :-1]: the next token where it belongs to the chain or answer
-    (position >= prompt length and < sequence length), IGNORE elsewhere."""
-    target = tokens[:, 1:].clone()
-    pos = torch.arange(1, tokens.shape[1], device=tokens.device)[None, :]
-    keep = (pos >= prompts[:, None]) & (pos < lengths[:, None])
-    return target.masked_fill(~keep, IGNORE)
-
-
-def exact_match(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per sequence: every graded token (target != IGNORE) predicted right."""
-    return ((pred == target) | (target == IGNORE)).all(dim=1)
-
-
-def generated_answer(out: torch.Tensor, prompt_len: int, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The answer of each generated row (the token before its first generated <eos>) and whether
-    there is one (an <eos> was generated after at least one token)."""
-    is_eos = out[:, prompt_len:] == eos_id
-    first = is_eos.int().argmax(1) + prompt_len
-    valid = is_eos.any(1) & (first > prompt_len)
-    answer = out[torch.arange(len(out), device=out.device), (first - 1).clamp(min=0)]
-    return answer, valid
+        return Batches(self.splits["test"], self.eval_batch_size)
 
 
 class ChainModule(L.LightningModule):
@@ -135,25 +141,20 @@ class ChainModule(L.LightningModule):
         self.model = DecoderTransformer(ModelConfig(**model))
         self.eos_id, self.unique_chain, self.val_generation = eos_id, unique_chain, val_generation
         vocab = model["vocab_size"]
-        for stage in ("val", "test"):
-            setattr(self, f"{stage}_token_acc", MulticlassAccuracy(vocab, average="micro", ignore_index=IGNORE))
-            setattr(self, f"{stage}_exact", MeanMetric())
-            setattr(self, f"{stage}_answer", MeanMetric())
-        self.train_token_acc = MulticlassAccuracy(vocab, average="micro", ignore_index=IGNORE)
+        self.val_token_acc = MulticlassAccuracy(vocab, average="micro", ignore_index=IGNORE)
+        self.val_exact, self.val_answer = MeanMetric(), MeanMetric()
         self.generated = 0
-        self.test_generation: int | None = None  # set by the evaluate stage
+        self.nonfinite_from: int | None = None  # the first validation interval with a non-finite loss
+        self.diverged: str | None = None  # why training stopped early, if it diverged
+        self._bad = None  # device flag: a non-finite loss since the last validation (no sync per step)
 
-    # --- hooks ---------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        self.trainer.datamodule.place(self.device)
-
-    def on_test_start(self) -> None:
         self.trainer.datamodule.place(self.device)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(tokens)
 
-    def _teacher_forced(self, batch):
+    def teacher_forced(self, batch):
         tokens, lengths, prompts = batch
         logits = self.model(tokens[:, :-1])
         target = chain_targets(tokens, lengths, prompts)
@@ -161,35 +162,35 @@ class ChainModule(L.LightningModule):
         return logits, target, loss
 
     def training_step(self, batch, batch_idx):
-        logits, target, loss = self._teacher_forced(batch)
-        self.train_token_acc(logits.argmax(-1), target)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/token_acc", self.train_token_acc, on_step=False, on_epoch=True)
+        _, _, loss = self.teacher_forced(batch)
+        bad = ~torch.isfinite(loss.detach())
+        self._bad = bad if self._bad is None else self._bad | bad
+        self.log("train/loss", loss)
         return loss
 
-    def _evaluate(self, batch, stage: str, generate: bool) -> None:
-        logits, target, loss = self._teacher_forced(batch)
-        pred = logits.argmax(-1)
-        getattr(self, f"{stage}_token_acc")(pred, target)
-        getattr(self, f"{stage}_exact").update(exact_match(pred, target).float())
-        if generate:
-            getattr(self, f"{stage}_answer").update(self.answer_correct(*batch).float())
-        self.log(f"{stage}/loss", loss)
-
+    # --- validation ------------------------------------------------------------------------------
     def _generate_now(self, batch, limit: int | None) -> bool:
         """Answer accuracy by generation on the first `limit` samples only: generation is slow."""
         go = limit is None or self.generated < limit
         self.generated += len(batch[0]) if go else 0
         return go
 
-    def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val", self._generate_now(batch, self.val_generation))
-
     def on_validation_epoch_start(self) -> None:
         self.generated = 0
+        if self._bad is not None and bool(self._bad):  # one sync per validation, not per step
+            low = self.trainer.global_step - self.trainer.num_training_batches
+            self.diverged = f"non-finite training loss between steps {max(low, 0) + 1} and {self.trainer.global_step}"
+            self.trainer.should_stop = True
+        self._bad = None
 
-    def on_test_epoch_start(self) -> None:
-        self.generated = 0
+    def validation_step(self, batch, batch_idx):
+        logits, target, loss = self.teacher_forced(batch)
+        pred = logits.argmax(-1)
+        self.val_token_acc(pred, target)
+        self.val_exact.update(exact_match(pred, target).float())
+        if self._generate_now(batch, self.val_generation):
+            self.val_answer.update(answer_correct(self.model, *batch, self.eos_id).float())
+        self.log("val/loss", loss)
 
     def on_validation_epoch_end(self) -> None:
         exact = self.val_exact.compute() if self.val_exact.update_count else torch.tensor(0.0)
@@ -197,36 +198,34 @@ class ChainModule(L.LightningModule):
         self.log("val/token_acc", self.val_token_acc.compute())
         self.log("val/exact_match", exact)
         self.log("val/answer_acc", answer)
-        # what early stopping and the best checkpoint follow: the graded accuracy of the task
-        self.log("val/acc", exact if self.unique_chain else answer, prog_bar=True)
+        acc = exact if self.unique_chain else answer
+        if self.diverged:  # a diverged model is never the best checkpoint
+            acc = torch.tensor(-1.0)
+        self.log("val/acc", acc)
         for m in (self.val_token_acc, self.val_exact, self.val_answer):
             m.reset()
 
-    def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test", self._generate_now(batch, self.test_generation))
+    # --- what a checkpoint carries beyond Lightning's own state ------------------------------------
+    # (tensors, numbers and lists only, so that Lightning's weights-only loading accepts them)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, state, _ = random.getstate()
+        checkpoint["rng"] = {"torch": torch.get_rng_state(),
+                             "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+                             "python": [version, list(state)],
+                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        checkpoint["diverged"] = self.diverged
 
-    def on_test_epoch_end(self) -> None:
-        self.log("test/token_acc", self.test_token_acc.compute())
-        self.log("test/exact_match", self.test_exact.compute())
-        self.log("test/answer_acc", self.test_answer.compute())
-        self.log("test/generated", float(self.generated))
-
-    @torch.no_grad()
-    def answer_correct(self, tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-        """Free greedy generation from each prompt (grouped by prompt length); True where the token
-        before the generated <eos> equals the true answer."""
-        rows = torch.arange(len(lengths), device=tokens.device)
-        answer = tokens[rows, lengths - 2]
-        correct = torch.zeros(len(lengths), dtype=torch.bool, device=tokens.device)
-        was_training = self.model.training
-        self.model.eval()
-        for p in torch.unique(prompts).tolist():
-            group = (prompts == p).nonzero().squeeze(1)
-            out = self.model.generate(tokens[group, :p], self.model.cfg.max_len - p, self.eos_id)
-            got, valid = generated_answer(out, p, self.eos_id)
-            correct[group] = valid & (got == answer[group])
-        self.model.train(was_training)
-        return correct
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate((rng["python"][0], tuple(rng["python"][1]), None))
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        self.diverged = checkpoint.get("diverged")
 
     # --- optimiser -----------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -249,3 +248,62 @@ class ChainModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
+    """The module of a run (dataset meta, run = attention/width/seed, settings = the shared training
+    settings of params.yaml's train section)."""
+    options = settings["attention_options"].get(run["attention"], {})
+    model = {"vocab_size": len(meta["vocab"]), "max_len": meta["max_len"], "width": run["width"],
+             "layers": settings["layers"], "heads": settings["heads"], "dropout": settings["dropout"],
+             "attention": run["attention"], "attention_options": options}
+    return ChainModule(model=model, task={"name": meta["task"], "n": meta["n"]},
+                       optim={k: settings[k] for k in ("lr", "weight_decay", "warmup_steps")},
+                       eos_id=meta["vocab"].index("<eos>"), unique_chain=meta["unique_chain"],
+                       val_generation=settings["val_generation"])
+
+
+def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=False, callbacks=(),
+        resume: Path | None = None) -> dict:
+    """Train one run into `out` (resuming from checkpoint `resume`); returns what the run's result
+    is made of, all of it determined by the inputs. Writes `out/model.ckpt` (the best validation's
+    weights and hyperparameters: no trainer state, no paths); `out/checkpoints/` is the caller's to
+    remove once it has recorded the result."""
+    L.seed_everything(run["seed"], workers=True, verbose=False)
+    gpu = torch.cuda.is_available()
+    module = build_module(meta, run, settings)
+    dm = ChainDataModule(folder, meta, settings["batch_size"], seed=run["seed"], epoch_steps=settings["val_every"])
+    # both written after a validation, when early stopping has already seen it: best.ckpt on
+    # improvement, last.ckpt every time (what a resumed run starts from)
+    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
+                                  save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False)
+    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                             enable_version_counter=False, save_on_train_epoch_end=False)
+    stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=settings["stop_at"], patience=10**9,
+                         check_on_train_epoch_end=False)
+    trainer = L.Trainer(
+        accelerator="auto", devices=1, precision="bf16-mixed" if gpu else "32-true",
+        max_steps=settings["max_steps"], max_epochs=-1, check_val_every_n_epoch=1,
+        gradient_clip_val=settings["grad_clip"] or None, deterministic=not gpu, logger=logger,
+        callbacks=[checkpoints, latest, stop, *callbacks], enable_progress_bar=False, enable_model_summary=False,
+        log_every_n_steps=max(1, min(50, settings["val_every"])), default_root_dir=out, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, dm, ckpt_path=resume)
+    if trainer.interrupted:  # Lightning returns normally on Ctrl-C: never record that as finished
+        raise KeyboardInterrupt(f"training of {out} interrupted; the next run of the stage resumes it")
+    best = out / "checkpoints" / "best.ckpt"
+    source = best if best.exists() else out / "checkpoints" / "last.ckpt"
+    final = torch.load(source, map_location="cpu", weights_only=False)  # our own file, just written
+    tmp = out / f".{FINAL}.tmp"
+    torch.save({k: final[k] for k in KEEP if k in final}, tmp)
+    tmp.replace(out / FINAL)
+    score = checkpoints.best_model_score
+    return {
+        "status": "diverged" if module.diverged else "finished",
+        "reason": module.diverged,
+        "steps": trainer.global_step,
+        "best_step": final["global_step"],
+        "best_val_acc": None if module.diverged or score is None else float(score),
+        "stopped_early": trainer.global_step < settings["max_steps"] and not module.diverged,
+        "checkpoint_sha256": sha256(out / FINAL),
+    }

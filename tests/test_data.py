@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import data
-from pipeline.data import DataError, read_split, verify, write_dataset
+from pipeline import data, generation
+from pipeline.data import DataError, verify
+from pipeline.generation import read_split, write_dataset
 from pipeline.tasks import make_task
 
 SIZES = {"train": 3000, "val": 200, "test": 300}
@@ -62,7 +63,7 @@ def test_every_stored_sample_is_correct_and_meta_describes_it(two_runs):
     assert meta["task"] == "ed" and meta["n"] == 5 and meta["seed"] == 11
     assert meta["vocab"] == list(task.vocab.tokens) and meta["max_len"] == task.max_len
     assert {s: v["count"] for s, v in meta["splits"].items()} == SIZES
-    assert meta["generator_version"] == data.GENERATOR_VERSION
+    assert meta["generator_version"] == generation.GENERATOR_VERSION
     verify(root / "a")
     for split in data.SPLITS:
         batch = read_split(task, root / "a", split)
@@ -78,7 +79,7 @@ def test_verify_detects_a_changed_file(tmp_path):
     arr = np.load(tmp_path / "d" / "val_tokens.npy")
     arr[0, 0] += 1
     np.save(tmp_path / "d" / "val_tokens.npy", arr)
-    with pytest.raises(DataError, match="checksum"):
+    with pytest.raises(DataError, match="val_tokens.npy: does not match the sha256"):
         verify(tmp_path / "d")
 
 
@@ -95,7 +96,7 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()}
 
     calls = 0
-    real = data.fill_split
+    real = generation.fill_split
 
     def interrupted(*args, **kwargs):
         nonlocal calls
@@ -104,7 +105,7 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data, "fill_split", interrupted)
+    monkeypatch.setattr(generation, "fill_split", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(task, {"train": 200, "val": 10, "test": 10}, 1, tmp_path / "ds")
     assert [p.name for p in tmp_path.iterdir()] == ["ds"], "no temporary folder may remain"
@@ -129,5 +130,5 @@ def test_prompt_hash_ignores_everything_after_the_prompt():
     changed = batch.take(np.arange(8))
     changed.tokens = changed.tokens.copy()
     changed.tokens[:, 10] = 3  # inside the chain, after the prompt (n + 1 = 7 tokens)
-    assert np.array_equal(data.prompt_hashes(batch), data.prompt_hashes(changed))
-    assert len(set(data.prompt_hashes(batch).tolist())) == 8
+    assert np.array_equal(generation.prompt_hashes(batch), generation.prompt_hashes(changed))
+    assert len(set(generation.prompt_hashes(batch).tolist())) == 8

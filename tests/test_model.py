@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.attention import make_attention
-from pipeline.cost import flops_per_sequence, keys_attended
+from pipeline.cost import flops_per_sequence
 from pipeline.model import DecoderTransformer, ModelConfig, ModelError
 
 TYPES = ["standard", "sparse", "linear"]
@@ -83,7 +83,7 @@ def test_sequence_longer_than_position_table():
 @pytest.mark.parametrize(("length", "block", "summary"), [(1, 1, 1), (10, 3, 1), (37, 6, 2), (64, 8, 1), (65, 8, 3)])
 def test_sparse_key_count_matches_brute_force(pattern, length, block, summary):
     att = make_attention("sparse", 128, block=block, summary=summary, pattern=pattern)
-    assert keys_attended("sparse", length, block=block, summary=summary, pattern=pattern) == int(att.mask(length).sum())
+    assert att.keys_attended(length) == int(att.mask(length).sum())
 
 
 @pytest.mark.parametrize("attention", TYPES)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.data import write_dataset
+from pipeline.generation import write_dataset
 from pipeline.params import Run, TrainParams
 from pipeline.stages import train as train_stage
 from pipeline.tasks import make_task

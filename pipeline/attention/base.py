@@ -24,7 +24,8 @@ class AttentionError(ValueError):
 
 
 class Attention(nn.Module):
-    name: str = ""
+    name: str = ""  # the registry key, used in params.yaml and run ids
+    label: str = ""  # how reports and figures name it
 
     def __init__(self, max_len: int) -> None:
         super().__init__()
@@ -35,6 +36,15 @@ class Attention(nn.Module):
     def options(self) -> dict[str, Any]:
         """The type's own settings (block size, ...), for configs and the cost model."""
         return {}
+
+    def keys_attended(self, length: int) -> int:
+        """Sum over positions i < length of the number of positions i attends to (softmax types)."""
+        raise NotImplementedError(f"attention {self.name!r} has no cost model (keys_attended or mixing_flops)")
+
+    def mixing_flops(self, length: int, width: int, heads: int) -> int:
+        """Matrix-product FLOPs of one layer's mixing over a sequence of `length` (a multiply-add is
+        2): for softmax attention a score and a weighted sum, 2 * width each, per attended key."""
+        return 4 * width * self.keys_attended(length)
 
     @abstractmethod
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...

@@ -22,6 +22,12 @@ def phi(x: torch.Tensor) -> torch.Tensor:
 
 class LinearAttention(Attention):
     name = "linear"
+    label = "Linear Transformer"
+
+    def mixing_flops(self, length: int, width: int, heads: int) -> int:
+        """Recurrent form: the state update phi(k) v^T and the read-out phi(q) S, 2 d^2 each per head,
+        plus the normaliser phi(q) . z, 2 d per head: 4 W d + 2 W per position."""
+        return length * (4 * width * (width // heads) + 2 * width)
 
     def __init__(self, max_len: int, chunk: int = 64) -> None:
         super().__init__(max_len)

@@ -26,6 +26,7 @@ PATTERNS = ("fixed", "strided")
 
 class SparseAttention(Attention):
     name = "sparse"
+    label = "Sparse Transformer"
 
     def __init__(self, max_len: int, block: int | None = None, summary: int = 1, pattern: str = "fixed",
                  flex: bool = False) -> None:
@@ -52,6 +53,18 @@ class SparseAttention(Attention):
         else:
             seen = (query - key < b) | ((query - key) % b == 0)
         return (key <= query) & seen
+
+    def keys_attended(self, length: int) -> int:
+        """The pattern's key count in closed form (a test checks it against `mask(length).sum()`)."""
+        b = self.block
+        full, rest = divmod(length, b)
+        if self.pattern == "fixed":
+            # own block up to i: 1 + 2 + ... per block; summary: c keys of each earlier block
+            own = full * b * (b + 1) // 2 + rest * (rest + 1) // 2
+            return own + self.summary * (b * full * (full - 1) // 2 + rest * full)
+        # strided: the last min(i + 1, b) positions, plus floor(i / b) positions a multiple of b back
+        window = b * (b + 1) // 2 + (length - b) * b if length >= b else length * (length + 1) // 2
+        return window + b * full * (full - 1) // 2 + rest * full
 
     def mask(self, length: int, device=None) -> torch.Tensor:
         pos = torch.arange(length, device=device)

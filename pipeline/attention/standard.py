@@ -10,6 +10,10 @@ from .base import Attention, KVCache, softmax_attention
 
 class StandardAttention(Attention):
     name = "standard"
+    label = "Standard Transformer"
+
+    def keys_attended(self, length: int) -> int:
+        return length * (length + 1) // 2
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # PyTorch picks FlashAttention / memory-efficient kernels on the GPU, a fused path on the CPU.

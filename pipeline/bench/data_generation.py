@@ -67,7 +67,7 @@ def full_run(size: int) -> dict:
 
 
 def child(size: int) -> None:
-    from ..data import generate_splits
+    from ..generation import generate_splits
 
     task = make_task("ed", 20)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,9 @@
-"""Metrics files to cells of the grid: (task, attention, n, width) -> accuracy over seeds."""
+"""Results files to cells of the grid: (task, attention, n, width) -> accuracy over seeds.
+
+Attention types are ordered and named as the attention registry says (`attention_order`,
+`attention_label` in every results file, written by the evaluate stage), so a new type needs no
+change here.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ATTENTIONS = ("standard", "linear", "sparse")  # the row order of the paper's figures
 TASKS = ("arithmetic", "ed", "lis", "ed_local")
 TITLES = {"arithmetic": "Arithmetic", "ed": "ED", "lis": "LIS", "ed_local": "ED_Local"}
 
@@ -27,6 +31,10 @@ class Cell:
     @property
     def accuracies(self) -> list[float]:
         return [r["graded_acc"] for r in self.runs if _finite(r.get("graded_acc"))]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{r['run']}: {r.get('reason') or 'no accuracy'}" for r in self.runs if not _finite(r.get("graded_acc"))]
 
     @property
     def failed(self) -> bool:
@@ -57,7 +65,12 @@ def load_metrics(folder: Path) -> list[dict]:
     """Every `*.json` of the folder; a file without the fields a report needs is an error."""
     records = []
     for path in sorted(Path(folder).glob("*.json")):
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: cannot be read ({err})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: not a run's results (not a JSON object)")
         missing = [k for k in REQUIRED if k not in record]
         if missing:
             raise ValueError(f"{path}: not a run's metrics (missing {', '.join(missing)})")
@@ -84,8 +97,16 @@ class Grid:
         return [t for t in TASKS if t in seen] + sorted(seen - set(TASKS))
 
     def attentions(self) -> list[str]:
-        seen = {r["attention"] for r in self.records}
-        return [a for a in ATTENTIONS if a in seen] + sorted(seen - set(ATTENTIONS))
+        """In the registry's order (the paper's row order: standard, linear, sparse)."""
+        order = {r["attention"]: r.get("attention_order", 10**6) for r in self.records}
+        return sorted(order, key=lambda a: (order[a], a))
+
+    def label(self, attention: str) -> str:
+        return next((r["attention_label"] for r in self.records
+                     if r["attention"] == attention and r.get("attention_label")), attention)
+
+    def failures(self) -> list[str]:
+        return [reason for cell in self.cells.values() for reason in cell.reasons]
 
     def sizes(self, task: str) -> list[int]:
         return sorted({r["n"] for r in self.records if r["task"] == task})
@@ -127,5 +148,5 @@ def compute_curve(grid: Grid, task: str, attention: str, threshold: float) -> li
         cell = grid.cell(task, attention, n, width) if width else None
         points.append({"n": n, "L": grid.seq_len[task, n], "width": width,
                        "flops": cell.mean("flops_per_sequence") if cell else None,
-                       "seconds": cell.mean("train_seconds") if cell else None})
+                       "seconds": cell.mean("train_seconds") if cell else None})  # seconds: runtime report only
     return points

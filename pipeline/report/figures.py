@@ -14,7 +14,6 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 from .collect import TITLES, Grid, compute_curve, fit_power_law  # noqa: E402
 
 MISSING, FAILED = "missing", "failed"
-COLOURS = {"standard": "tab:blue", "linear": "tab:green", "sparse": "tab:orange"}  # one colour per model
 
 
 def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
@@ -43,7 +42,7 @@ def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
     ax.set_yticks(range(len(sizes)), [f"n={n}\nL={grid.seq_len[task, n]}" for n in sizes])
     ax.set_xlabel("embedding width")
     ax.set_ylabel("problem size")
-    ax.set_title(f"{attention} - {TITLES.get(task, task)}", fontsize=9)
+    ax.set_title(f"{grid.label(attention)} - {TITLES.get(task, task)}", fontsize=9)
 
 
 def heatmap_panel(grid: Grid, tasks: list[str], attentions: list[str], title: str) -> Figure:
@@ -60,17 +59,23 @@ def heatmap_panel(grid: Grid, tasks: list[str], attentions: list[str], title: st
     return fig
 
 
-def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], thresholds: list[float]) -> Figure:
-    """Per task: FLOPs per sequence (top) and training seconds (bottom) of the smallest model that
-    reaches each threshold, against sequence length, log-log, with the fitted exponent."""
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 7), squeeze=False, layout="constrained")
+MEASURES = (("flops", "FLOPs per sequence"), ("seconds", "training seconds"))
+
+
+def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], thresholds: list[float],
+                   measures=MEASURES) -> Figure:
+    """Per task: FLOPs per sequence (top) and training seconds (bottom), or the measures asked for,
+    of the smallest model that reaches each threshold, against sequence length, log-log, with the
+    fitted exponent."""
+    fig, axes = plt.subplots(len(measures), len(tasks), figsize=(4 * len(tasks), 3.5 * len(measures)),
+                             squeeze=False, layout="constrained")
     styles = ["-", "--", ":", "-."]
     for c, task in enumerate(tasks):
         for a, attention in enumerate(attentions):
-            colour = COLOURS.get(attention, f"C{a + 3}")
+            colour = f"C{a}"  # one colour per model, in the registry's order
             for k, threshold in enumerate(thresholds):
                 points = [p for p in compute_curve(grid, task, attention, threshold) if p["width"]]
-                for row, key in ((0, "flops"), (1, "seconds")):
+                for row, (key, _) in enumerate(measures):
                     pts = [p for p in points if p[key]]
                     if not pts:
                         continue
@@ -78,7 +83,7 @@ def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], threshol
                     slope = fit_power_law(xs, ys)
                     label = f"{attention} {100 * threshold:g}%" + (f" (slope {slope:.2f})" if slope is not None else "")
                     axes[row][c].loglog(xs, ys, styles[k % len(styles)], marker="o", color=colour, label=label)
-        for row, name in ((0, "FLOPs per sequence"), (1, "training seconds")):
+        for row, (_, name) in enumerate(measures):
             ax = axes[row][c]
             ax.set_xlabel("sequence length L")
             ax.set_ylabel(name)

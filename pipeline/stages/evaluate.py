@@ -1,90 +1,143 @@
-"""The `evaluate` stage: every trained run of the sweep on its test split, into metrics/<run id>.json.
+"""The `evaluate` stage: every run of the current sweep (runs/sweep.json) on its test split.
 
-A run whose checkpoint and evaluation settings are unchanged since it was evaluated is not evaluated
-again. The metrics files are DVC metrics: `dvc metrics show`, `dvc exp show`.
+Writes, per run, results/<run>.json (what the run achieved and costs: determined by its inputs) and
+runtime/evaluate/<run>.json (seconds, device, revision), plus metrics.json, the few numbers that
+`dvc metrics show` and `dvc exp show` compare.
+
+A run is evaluated again only when its evaluation key changes: its weights (checksum), the
+evaluation settings, or the code that evaluates (the import closure of `pipeline.evaluation`).
+Parameters and FLOPs per sequence are derived here every time from the run's configuration and the
+cost model, so a cost-model change refreshes them without evaluating or training anything.
+A run that diverged in training is recorded as failed, with its reason, and not evaluated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import sys
+import statistics
+import time
 from pathlib import Path
 
-from ..data import sha256
-from ..params import EvaluateParams, load_section
-from ..provenance import git_rev
-from .io import check_writable, write_json
-from .train import DATA, RUNS, wandb_logger
+from ..data import DataError, sha256, verify
+from ..deps import code_hash
+from ..params import EvaluateParams, Run, load_section
+from .io import check_writable, read_json, say, write_json
+from .runtime import Progress, device, quiet, versions
+from .train import DATA, RUNS, SWEEP
+from .tracking import wandb_logger
 
-METRICS = Path("metrics")
-METRICS_VERSION = 2  # bump when the fields of a metrics file change
+RESULTS = Path("results")
+RUNTIME = Path("runtime/evaluate")
+SUMMARY = Path("metrics.json")
+RESULTS_VERSION = 3  # bump when the fields of a results file change
 
 
-def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, runs: Path, metrics: Path) -> dict:
-    import lightning as L
+def derived(checkpoint: Path) -> dict:
+    """Numbers that follow from a run's configuration alone: parameters and FLOPs per sequence."""
     import torch
 
-    from ..training import ChainDataModule, ChainModule
-    from .train import Run
+    from ..attention import describe
+    from ..cost import flops_per_sequence
 
-    folder = runs / run_id
-    ckpt = folder / "checkpoints" / "best.ckpt"
-    if not ckpt.exists():
-        ckpt = folder / "checkpoints" / "last.ckpt"
-    # the checkpoint, the settings and the metrics format: any change re-evaluates
-    key = f"{sha256(ckpt)[:16]}:{params.batch_size}:{params.generation_samples}:v{METRICS_VERSION}"
-    out = metrics / f"{run_id}.json"
-    if out.exists() and json.loads(out.read_text()).get("evaluation_key") == key:
-        return json.loads(out.read_text())
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    model = ckpt["hyper_parameters"]["model"]
+    flops = flops_per_sequence(model["max_len"], model["width"], model["layers"], model["heads"],
+                               model["vocab_size"], model["attention"], **model["attention_options"])
+    params = sum(v.numel() for k, v in ckpt["state_dict"].items() if k.startswith("model."))
+    return {"params": params, "flops_per_sequence": flops["total"], "flops_by_part": flops,
+            **describe(model["attention"])}
+
+
+def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, runs: Path, results: Path,
+                 runtime: Path, position: str = "") -> dict:
     run = Run(**train["run"])
-    dm = ChainDataModule(data / run.dataset, params.batch_size, eval_batch_size=params.batch_size)
-    module = ChainModule.load_from_checkpoint(ckpt, map_location="cpu")
-    module.test_generation = params.generation_samples
-    gpu = torch.cuda.is_available()
-    L.seed_everything(run.seed, verbose=False)
-    logger = wandb_logger(run, train["sweep"], dm.meta, "evaluate", {"run": train["run"], "evaluate": params.__dict__,
-                                                                   "checkpoint": ckpt.name, "git_rev": git_rev()})
-    trainer = L.Trainer(accelerator="auto", devices=1, precision="bf16-mixed" if gpu else "32-true", logger=logger,
-                        enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False)
-    scores = trainer.test(module, dm, verbose=False)[0]
-    logger.experiment.finish()
-    result = {
-        "evaluation_key": key, "run": run.id, "task": train["task"], "n": train["n"], "attention": run.attention,
-        "width": run.width, "seed": run.seed, "seq_len": train["max_len"],
-        "exact_match": scores["test/exact_match"], "answer_acc": scores["test/answer_acc"],
-        "token_acc": scores["test/token_acc"], "answer_samples": int(scores["test/generated"]),
-        "graded_acc": scores["test/exact_match"] if dm.task.unique_chain else scores["test/answer_acc"],
-        "params": train["params"], "flops_per_sequence": train["flops_per_sequence"]["total"],
-        "train_seconds": train["train_seconds"], "train_tokens_per_s": train["train_tokens_per_s"],
-        "steps": train["steps"], "device": train["device"], "checkpoint": ckpt.name,
-        "sweep": train.get("sweep"), "git_rev": git_rev(), "versions": versions(),
-    }
+    folder = runs / run_id
+    ckpt = folder / "model.ckpt"
+    if not ckpt.is_file() or sha256(ckpt) != train.get("checkpoint_sha256"):
+        raise DataError(f"{ckpt}: missing or does not match the checksum in {folder / 'train.json'} "
+                        f"(delete {folder} and run the train stage to train it again)")
+    blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.__dict__,
+                       "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    out = results / f"{run_id}.json"
+    old = read_json(out)
+    identity = {"run": run.id, "task": train["task"], "n": train["n"], "attention": run.attention,
+                "width": run.width, "seed": run.seed, "seq_len": train["max_len"]}
+    training = {k: train[k] for k in ("status", "reason", "steps", "best_step", "best_val_acc", "stopped_early")}
+    if old is not None and old.get("evaluation_key") == key:
+        scores, reused = {k: old[k] for k in SCORES}, True
+    elif train["status"] != "finished":  # diverged: nothing to grade, shown as failed
+        scores, reused = dict.fromkeys(SCORES), False
+    else:
+        from ..evaluation import evaluate
+
+        meta = json.loads((data / run.dataset / "meta.json").read_text())
+        start = time.perf_counter()
+        logger = wandb_logger(run, train.get("sweep") or "default", meta, "evaluate",
+                              {"run": train["run"], "evaluate": params.__dict__, "evaluation_key": key})
+        scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples, run.seed,
+                          logger, [Progress(f"evaluate {position}{run_id}")])
+        logger.experiment.summary.update(scores)
+        logger.experiment.finish()
+        reused = False
+        write_json(runtime / f"{run_id}.json", {"run": run_id, "eval_seconds": round(time.perf_counter() - start, 3),
+                                                "device": device(), "versions": versions()})
+    result = {"evaluation_key": key, **identity, **training, **scores, **derived(ckpt),
+              "status": "finished" if train["status"] == "finished" else "failed"}
     write_json(out, result)
-    return result
+    return {**result, "reused": reused}
 
 
-def versions() -> dict:
-    import platform
-
-    import lightning
-    import torch
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__}
+SCORES = ("exact_match", "answer_acc", "token_acc", "answer_samples", "graded_acc")
 
 
-def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS, metrics: Path = METRICS) -> None:
+def summary(records: list[dict]) -> dict:
+    """The few numbers DVC compares across experiments: mean graded accuracy by attention type,
+    overall and per task, and how many runs there are and failed."""
+    def mean(rs):
+        values = [r["graded_acc"] for r in rs if r["graded_acc"] is not None]
+        return round(statistics.fmean(values), 6) if values else None
+
+    attentions = sorted({r["attention"] for r in records}, key=lambda a: next(
+        r["attention_order"] for r in records if r["attention"] == a))
+    tasks = sorted({r["task"] for r in records})
+    return {"runs": len(records), "failed": sum(r["status"] != "finished" for r in records),
+            "graded_acc": {a: mean([r for r in records if r["attention"] == a]) for a in attentions},
+            "graded_acc_by_task": {t: {a: mean([r for r in records if r["task"] == t and r["attention"] == a])
+                                       for a in attentions} for t in tasks}}
+
+
+def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS, results: Path = RESULTS,
+        runtime: Path = RUNTIME, summary_path: Path = SUMMARY) -> None:
     params = load_section(params_path, "evaluate")
-    finished = sorted(runs.glob("*/train.json")) if runs.is_dir() else []
-    if not finished:
-        raise FileNotFoundError(f"no trained runs in {runs}: run the train stage first")
-    check_writable(metrics)
-    wanted = set()
-    for done in finished:
-        run_id = done.parent.name
-        wanted.add(f"{run_id}.json")
-        result = evaluate_run(run_id, json.loads(done.read_text()), params, data, runs, metrics)
-        print(f"evaluate: {run_id}: graded accuracy {result['graded_acc']:.4f} "
-              f"(exact match {result['exact_match']:.4f}, answer {result['answer_acc']:.4f})", file=sys.stderr)
-    for stale in metrics.glob("*.json"):
-        if stale.name not in wanted:
-            stale.unlink()
+    sweep = read_json(runs / SWEEP)
+    if sweep is None:
+        raise FileNotFoundError(f"no trained runs in {runs} ({runs / SWEEP} is missing): run the train stage first")
+    trains = {}
+    for run_id in sweep["runs"]:
+        train = read_json(runs / run_id / "train.json")
+        if train is None:
+            raise DataError(f"{runs / run_id / 'train.json'}: missing, though {runs / SWEEP} lists the run "
+                            "(run the train stage)")
+        trains[run_id] = {**train, "sweep": sweep["sweep"]}
+    for dataset in sorted({t["run"]["dataset"] for t in trains.values()}):
+        verify(data / dataset)
+    check_writable(results)
+    check_writable(runtime)
+    quiet()
+    records = []
+    for i, (run_id, train) in enumerate(trains.items(), 1):
+        where = f"[{i}/{len(trains)}] "
+        r = evaluate_run(run_id, train, params, data, runs, results, runtime, where)
+        records.append(r)
+        how = "reused" if r["reused"] else "evaluated"
+        text = (f"graded accuracy {r['graded_acc']:.4f} (exact match {r['exact_match']:.4f}, "
+                f"answer {r['answer_acc']:.4f})" if r["status"] == "finished" else f"FAILED: {r['reason']}")
+        say(f"evaluate {where}{run_id}: {how}, {text}")
+    wanted = {f"{run_id}.json" for run_id in trains}
+    for folder in (results, runtime):  # results of runs that left the sweep (their runs stay in runs/)
+        for stale in folder.glob("*.json"):
+            if stale.name not in wanted:
+                stale.unlink()
+    write_json(summary_path, summary(records))

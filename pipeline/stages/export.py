@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..data import check_sizes, generate_splits, read_split, replace_dir
+from ..generation import check_sizes, generate_splits, read_split, replace_dir
 from ..tasks import make_task
 from ..tasks.cot_text import write_cot
 from .io import check_writable

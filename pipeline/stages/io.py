@@ -1,15 +1,22 @@
-"""File-system checks shared by the stages."""
+"""File-system helpers shared by the stages."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 
 class OutputError(OSError):
     """An output path cannot be written."""
+
+
+def say(line: str) -> None:
+    """One line for the person running the stage (stderr, flushed: visible in logs as it happens)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def check_writable(folder: Path) -> None:
@@ -29,10 +36,55 @@ def check_writable(folder: Path) -> None:
         raise OutputError(f"output path {folder} is not writable")
 
 
+def check_file_target(path: Path) -> None:
+    """An output file's path must not be a folder (or anything but a file) already."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise OutputError(f"output path {path} exists and is not a file")
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically, leaving no temporary file whatever happens."""
+    path = Path(path)
+    check_file_target(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class CorruptFile(ValueError):
+    """A file this project wrote cannot be read back."""
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object this project wrote, or None if the file is absent; a damaged one is an error
+    that names it (never silently replaced: it may be all that is left of a result)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptFile(f"{path}: cannot be read ({err}); delete it to let the stage write it again") from None
+    if not isinstance(data, dict):
+        raise CorruptFile(f"{path}: not a JSON object; delete it to let the stage write it again")
+    return data
+
+
+def remove_new(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

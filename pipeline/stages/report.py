@@ -1,20 +1,26 @@
-"""The `report` stage: figures, tables and reports/report.md from metrics/*.json, also logged to a
-W&B run of its own (job type `report`) in the sweep's group."""
+"""The `report` stage: figures, tables and reports/report.md from results/*.json, also logged to a W&B
+run of its own (job type `report`) in the sweep's group.
+
+reports/report.md, reports/figures/ and reports/plots/ are determined by the results; what depends on
+the machine and the moment (training seconds, hardware, revisions, from runtime/) goes to
+reports/runtime/. Runs without torch: nothing here imports it.
+"""
 
 from __future__ import annotations
 
 import csv
-import sys
+import io
 from pathlib import Path
 
 from ..params import ReportParams, load_section
 from ..report.collect import Grid, compute_curve, load_metrics
-from ..report.figures import compute_figure, heatmap_panel, save
-from ..report.markdown import report
-from .io import check_writable
+from ..report.figures import compute_figure, heatmap, heatmap_panel, save
+from ..report.markdown import report, runtime_report
+from .io import check_file_target, check_writable, read_json, say, write_text
 from .tracking import wandb_options
 
-METRICS = Path("metrics")
+RESULTS = Path("results")
+RUNTIME = Path("runtime/train")
 OUT = Path("reports")
 
 
@@ -36,30 +42,27 @@ def figures(grid: Grid, thresholds: list[float], folder: Path) -> dict[str, str]
     main = [t for t in ("arithmetic", "ed", "lis") if t in grid.tasks()]
     attentions = grid.attentions()
     plans = [
-        ("Figure 1: accuracy by width and problem size (rows: attention type; columns: task)", "figure1.png",
-         main, attentions),
-        ("Figure 2: ED_Local (DP with locality)", "figure2.png", ["ed_local"] if "ed_local" in grid.tasks() else [],
-         [a for a in ("sparse", "linear", "standard") if a in attentions]),
-        ("Figure 3: ED for the three models", "figure3.png", ["ed"] if "ed" in grid.tasks() else [], attentions),
+        ("Figure 1: accuracy by width and problem size (rows: attention type; columns: task)", "figure1.png", main),
+        ("Figure 2: ED_Local (DP with locality)", "figure2.png", ["ed_local"] if "ed_local" in grid.tasks() else []),
+        ("Figure 3: ED for the three models", "figure3.png", ["ed"] if "ed" in grid.tasks() else []),
     ]
-    for caption, name, tasks, rows in plans:
-        if tasks and rows:
-            if name == "figure3.png":  # the three models side by side
-                fig = heatmap_panel_transposed(grid, tasks[0], rows, caption)
+    for caption, name, tasks in plans:
+        if tasks and attentions:
+            if name == "figure3.png":  # the models side by side
+                fig = heatmap_row(grid, tasks[0], attentions, caption)
             else:
-                fig = heatmap_panel(grid, tasks, rows, caption)
+                fig = heatmap_panel(grid, tasks, attentions, caption)
             save(fig, folder / name)
             made[caption] = f"{folder.name}/{name}"
     caption = "Compute against problem size for the smallest sufficient model"
-    save(compute_figure(grid, grid.tasks(), attentions, thresholds), folder / "compute.png")
+    save(compute_figure(grid, grid.tasks(), attentions, thresholds, (("flops", "FLOPs per sequence"),)),
+         folder / "compute.png")
     made[caption] = f"{folder.name}/compute.png"
     return made
 
 
-def heatmap_panel_transposed(grid: Grid, task: str, attentions: list[str], title: str):
+def heatmap_row(grid: Grid, task: str, attentions: list[str], title: str):
     import matplotlib.pyplot as plt
-
-    from ..report.figures import heatmap
 
     fig, axes = plt.subplots(1, len(attentions), figsize=(3.8 * len(attentions), 3.4), squeeze=False,
                              layout="constrained")
@@ -69,17 +72,19 @@ def heatmap_panel_transposed(grid: Grid, task: str, attentions: list[str], title
     return fig
 
 
-def write_plot_data(grid: Grid, thresholds: list[float], path: Path) -> list[dict]:
-    rows = [{"task": t, "attention": a, "threshold": th, "n": p["n"], "L": p["L"], "min_width": p["width"],
-             "flops": p["flops"], "seconds": p["seconds"]}
+def plot_rows(grid: Grid, thresholds: list[float]) -> list[dict]:
+    return [{"task": t, "attention": a, "threshold": th, "n": p["n"], "L": p["L"], "min_width": p["width"],
+             "flops": p["flops"]}
             for t in grid.tasks() for a in grid.attentions() for th in thresholds
             for p in compute_curve(grid, t, a, th)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["task"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+
+
+def csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["task"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) -> None:
@@ -92,19 +97,29 @@ def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) 
     run.finish()
 
 
-def run(params_path: Path = Path("params.yaml"), metrics: Path = METRICS, out: Path = OUT) -> None:
+def run(params_path: Path = Path("params.yaml"), results: Path = RESULTS, runtime: Path = RUNTIME,
+        out: Path = OUT) -> None:
     params: ReportParams = load_section(params_path, "report")
-    records = load_metrics(metrics) if metrics.is_dir() else []
+    records = load_metrics(results) if results.is_dir() else []
     if not records:
-        raise FileNotFoundError(f"no metrics in {metrics}: run the evaluate stage first")
-    check_writable(out)
+        raise FileNotFoundError(f"no results in {results}: run the evaluate stage first")
+    timings = {r["run"]: read_json(runtime / f"{r['run']}.json") or {} for r in records}
+    for target in (out / "report.md", out / "plots" / "min_width.csv", out / "runtime" / "report.md"):
+        check_file_target(target)  # before anything is drawn or written
+    for folder in (out, out / "figures", out / "plots", out / "runtime"):
+        check_writable(folder)
     grid = Grid(records)
     made = figures(grid, params.thresholds, out / "figures")
-    rows = write_plot_data(grid, params.thresholds, out / "plots" / "min_width.csv")
-    text = report(grid, params.thresholds, made, provenance(records))
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out / "report.md")
-    sweeps = provenance(records)["sweeps"]
-    log_to_wandb(made, rows, out, sweeps[0] if len(sweeps) == 1 else "mixed")
-    print(f"report: {len(records)} runs -> {out / 'report.md'}, {len(made)} figures", file=sys.stderr)
+    rows = plot_rows(grid, params.thresholds)
+    write_text(out / "plots" / "min_width.csv", csv_text(rows))
+    write_text(out / "report.md", report(grid, params.thresholds, made))
+    timed = Grid([{**r, **{k: v for k, v in timings[r["run"]].items() if k != "run"}} for r in records])
+    save(compute_figure(timed, timed.tasks(), timed.attentions(), params.thresholds,
+                        (("seconds", "training seconds"),)), out / "runtime" / "seconds.png")
+    extra = {"Training seconds against problem size for the smallest sufficient model": "seconds.png"}
+    write_text(out / "runtime" / "report.md", runtime_report(timed, params.thresholds, extra,
+                                                              provenance(list(timings.values()))))
+    sweeps = provenance(list(timings.values()))["sweeps"]
+    log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
+                 sweeps[0] if len(sweeps) == 1 else "mixed")
+    say(f"report: {len(records)} runs -> {out / 'report.md'}, {len(made)} figures")

@@ -19,3 +19,21 @@ def wandb_options() -> dict:
             "dir": str(WANDB_DIR.resolve()),
             "mode": "online" if os.environ.get("WANDB_MODE") == "online" else "offline",
             "settings": wandb.Settings(silent=True)}
+
+
+def wandb_logger(run, sweep: str, meta: dict, job_type: str, config: dict, run_id: str | None = None):
+    """Lightning's W&B logger for one run. `run_id` makes a resumed training continue the same W&B
+    run instead of starting a second one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    options = wandb_options()
+    extra = {"id": run_id} if run_id else {}  # Lightning asks W&B to resume ("allow") a known id
+    logger = WandbLogger(
+        project=options["project"], group=sweep, job_type=job_type, name=run.id,
+        tags=[meta["task"], run.attention, f"n={meta['n']}", f"width={run.width}", f"seed={run.seed}"],
+        config=config, save_dir=options["dir"], offline=options["mode"] == "offline", settings=options["settings"],
+        **extra,
+    )
+    # Lightning passes anonymous=None, which W&B >= 0.2x warns about once per process
+    logger._wandb_init.pop("anonymous", None)
+    return logger

@@ -1,9 +1,18 @@
 """The `train` stage: every run of the sweep (dataset x attention x width x seed) in params.yaml's
 `train` section, each into runs/<run id>/.
 
-A run whose settings and dataset are unchanged since it finished is reused, so adding one width to
-the sweep trains only the new runs; an interrupted run resumes from its last checkpoint. On a GPU
-several small runs train at once in worker processes (`concurrency`), to keep the device busy.
+Bookkeeping (the training itself is `training.fit`):
+- A finished run is reused while its key matches: its settings, its dataset's checksums and the
+  code that decides its weights (the import closure of `pipeline.training`, by syntax tree). Code
+  that only evaluation, the cost model or the report use is not in it.
+- Runs that leave the sweep stay in runs/ (a library of what was trained); `runs/sweep.json` names
+  the current sweep, which is what the evaluate stage grades. Growing the sweep back reuses them.
+- An interrupted run resumes from its last checkpoint (exactly: `training.py`), in the same W&B run,
+  and its training time sums every segment, recorded as it goes in runs/<run>/resume.json.
+- Every dataset is checked against its checksums first; a mismatch is an error that names the file.
+- A run whose loss became NaN or infinite is recorded as diverged, with the reason; the sweep goes on.
+- What a run's result is (runs/<run>/train.json, model.ckpt) is determined by its inputs; what
+  depends on the machine and the moment (seconds, device, revision) goes to runtime/train/<run>.json.
 """
 
 from __future__ import annotations
@@ -11,177 +20,168 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from ..params import Run, TrainParams, load_section
-from ..provenance import git_rev
-from .io import check_writable, write_json
-from .tracking import wandb_options
+from ..data import DataError, read_meta, sha256, verify
+from ..deps import code_hash
+from ..params import ParamError, Run, TrainParams, load_section
+from .io import check_writable, read_json, remove_new, say, write_json
+from .runtime import Progress, SegmentClock, quiet, runtime_info
+from .tracking import wandb_logger
 
 DATA = Path("data/datasets")
 RUNS = Path("runs")
-
-
-class MissingDataset(FileNotFoundError):
-    pass
-
-
+RUNTIME = Path("runtime/train")
+SWEEP = "sweep.json"
 DATASET_KEYS = ("task", "n", "options", "seed", "generator_version", "max_len", "sha256")
-CODE = ("model.py", "training.py", "attention/*.py")  # the code a trained run depends on
 
 
-def code_hash() -> str:
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for pattern in CODE:
-        for path in sorted(root.glob(pattern)):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+class RunError(RuntimeError):
+    """A run failed for a reason other than divergence; the message names the run."""
 
 
 def run_key(run: Run, params: TrainParams, meta: dict) -> str:
     """What a finished run must match to be reused: its settings, its dataset's checksums and the
-    model and training code."""
+    code that trains it."""
     blob = json.dumps({"run": run.__dict__, "training": params.training(), "data": meta["sha256"],
-                       "code": code_hash()}, sort_keys=True)
+                       "code": code_hash("pipeline.training")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def wandb_logger(run: Run, sweep: str, meta: dict, job_type: str, config: dict):
-    """W&B offline unless WANDB_MODE=online: no network, no account, never a prompt."""
-    from lightning.pytorch.loggers import WandbLogger
+def check_attention(params: TrainParams) -> None:
+    """Attention names and options against the registry (here, not in params.py: it needs torch)."""
+    from ..attention import ATTENTION, AttentionError, make_attention
 
-    options = wandb_options()
-    return WandbLogger(
-        project=options["project"],
-        group=sweep,
-        job_type=job_type,
-        name=run.id,
-        tags=[meta["task"], run.attention, f"n={meta['n']}", f"width={run.width}", f"seed={run.seed}"],
-        config=config,
-        save_dir=options["dir"],
-        offline=options["mode"] == "offline",
-        settings=options["settings"],
-    )
+    for i, name in enumerate(params.attentions):
+        if name not in ATTENTION:
+            raise ParamError(f"train.attentions[{i}]: unknown attention type {name!r} (known: {', '.join(ATTENTION)})")
+    for name, options in params.attention_options.items():
+        if name not in ATTENTION:
+            raise ParamError(f"train.attention_options.{name}: unknown attention type (known: {', '.join(ATTENTION)})")
+        try:
+            make_attention(name, 64, **options)
+        except AttentionError as err:
+            raise ParamError(f"train.attention_options.{name}: {err}") from None
 
 
-def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS) -> dict:
-    import lightning as L
-    import torch
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+def _finished(out: Path, key: str) -> dict | None:
+    """The finished run's record if it matches `key`; its weights must match the recorded checksum."""
+    record = read_json(out / "train.json")
+    if record is None or record.get("key") != key:
+        return None
+    model = out / "model.ckpt"
+    if not model.is_file() or sha256(model) != record.get("checkpoint_sha256"):
+        raise DataError(f"{model}: missing or does not match the checksum in {out / 'train.json'} "
+                        f"(delete {out} to train it again)")
+    for leftover in (out / "checkpoints", out / "resume.json"):  # a stage killed while tidying up
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    return record
 
-    from ..cost import flops_per_sequence
-    from ..training import ChainDataModule, ChainModule
+
+def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS, runtime: Path = RUNTIME,
+              position: str = "") -> dict:
+    from ..training import fit
 
     folder = data / run.dataset
-    dm = ChainDataModule(folder, params.batch_size, seed=run.seed)
-    meta = dm.meta
+    meta = read_meta(folder)  # checked against its checksums by `run` before any training
     out = runs / run.id
     key = run_key(run, params, meta)
-    done = out / "train.json"
-    if done.exists() and json.loads(done.read_text()).get("key") == key:
-        return {**json.loads(done.read_text()), "reused": True}
-    started = out / "run.json"
-    resume = out / "checkpoints" / "last.ckpt"
-    if not (started.exists() and json.loads(started.read_text()).get("key") == key and resume.exists()):
-        resume = None  # a new run, or settings changed: start over
+    record = _finished(out, key)
+    if record is not None:
+        return {**record, "reused": True}
+    state = read_json(out / "resume.json")
+    last = out / "checkpoints" / "last.ckpt"
+    if state and state.get("key") == key:  # an interrupted attempt: its time and W&B run carry on
+        resume = last if last.is_file() else None
+    else:  # a new run, or its settings changed: start over
+        resume, state = None, None
         if out.exists():
             shutil.rmtree(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    write_json(started, {"key": key, "run": run.__dict__})
-
-    L.seed_everything(run.seed, workers=True, verbose=False)
-    gpu = torch.cuda.is_available()
-    options = params.attention_options.get(run.attention, {})
-    model = {"vocab_size": len(meta["vocab"]), "max_len": meta["max_len"], "width": run.width, "layers": params.layers,
-             "heads": params.heads, "dropout": params.dropout, "attention": run.attention, "attention_options": options}
-    module = ChainModule(model=model, task={"name": meta["task"], "n": meta["n"], **meta["options"]},
-                         optim={"lr": params.lr, "weight_decay": params.weight_decay,
-                                "warmup_steps": params.warmup_steps},
-                         eos_id=meta["vocab"].index("<eos>"), unique_chain=meta["unique_chain"],
-                         val_generation=params.val_generation)
-    config = {"run": run.__dict__, "train": params.training(), "sweep": params.sweep, "model": model,
-              "dataset": {k: meta[k] for k in DATASET_KEYS},
-              "git_rev": git_rev(), "key": key}
-    logger = wandb_logger(run, params.sweep, meta, "train", config)
-    checkpoints = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
-                                  save_top_k=1, enable_version_counter=False)
-    # last.ckpt at every validation, improved or not: what an interrupted run resumes from
-    latest = ModelCheckpoint(dirpath=out / "checkpoints", save_top_k=0, save_last=True,
-                             every_n_train_steps=params.val_every)
-    stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=params.stop_at, patience=10**9,
-                         check_on_train_epoch_end=False)
-    trainer = L.Trainer(
-        accelerator="auto", devices=1, precision="bf16-mixed" if gpu else "32-true",
-        max_steps=params.max_steps, val_check_interval=params.val_every, check_val_every_n_epoch=None,
-        gradient_clip_val=params.grad_clip or None, deterministic=not gpu, logger=logger,
-        callbacks=[checkpoints, latest, stop], enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
-        log_every_n_steps=max(1, min(50, params.val_every)), default_root_dir=out, num_sanity_val_steps=0,
-    )
-    start = time.perf_counter()
-    trainer.fit(module, dm, ckpt_path=resume)
-    seconds = time.perf_counter() - start
-    if trainer.interrupted:  # Lightning returns normally on Ctrl-C: never record that as finished
-        logger.experiment.finish(exit_code=1)
-        raise KeyboardInterrupt(f"run {run.id} interrupted; the next run of the stage resumes it")
-    mean_len = float(dm.splits["train"].lengths.float().mean())
-    tokens = trainer.global_step * params.batch_size * mean_len
-    result = {
-        "key": key, "run": run.__dict__, "sweep": params.sweep,
-        "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
-        "steps": trainer.global_step, "train_seconds": seconds, "train_tokens_per_s": tokens / seconds,
-        "best_val_acc": float(checkpoints.best_model_score) if checkpoints.best_model_score is not None else None,
-        "stopped_early": trainer.global_step < params.max_steps,
-        "params": sum(p.numel() for p in module.model.parameters()),
-        "flops_per_sequence": flops_per_sequence(meta["max_len"], run.width, params.layers, params.heads,
-                                                 len(meta["vocab"]), run.attention, **_cost_options(run, options)),
-        "device": torch.cuda.get_device_name() if gpu else "cpu", "resumed": resume is not None,
-    }
-    logger.experiment.summary.update({k: v for k, v in result.items() if isinstance(v, int | float)})
-    logger.experiment.finish()
-    write_json(done, result)
-    return result
+    state = state or {"key": key, "wandb_id": uuid.uuid4().hex[:12], "segments": []}
+    state["segments"].append(0.0)
+    try:
+        write_json(out / "resume.json", state)
+        config = {"run": run.__dict__, "train": params.training(), "sweep": params.sweep, "key": key,
+                  "dataset": {k: meta[k] for k in DATASET_KEYS}}
+        logger = wandb_logger(run, params.sweep, meta, "train", config, run_id=state["wandb_id"])
+        clock = SegmentClock(out / "resume.json", state)
+        result = fit(folder, meta, out, run.__dict__, params.training(), logger,
+                     [clock, Progress(f"train {position}{run.id}", params.max_steps)], resume)
+        clock.tick(force=True)
+    except BaseException as err:
+        if created and not (out / "checkpoints" / "last.ckpt").exists():
+            remove_new(out)  # nothing worth resuming: leave no trace of this attempt
+        if isinstance(err, Exception) and not isinstance(err, ValueError | OSError):
+            raise RunError(f"train: run {run.id} failed: {type(err).__name__}: {str(err).strip().splitlines()[0]}") \
+                from err
+        raise
+    record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
+              **result}
+    info = runtime_info(state["segments"])
+    write_json(runtime / f"{run.id}.json", {"run": run.id, "sweep": params.sweep, **info,
+                                             "train_tokens_per_s": _tokens_per_s(folder, result["steps"],
+                                                                                 params.batch_size,
+                                                                                 info["train_seconds"])})
+    summary = {k: v for k, v in {**result, **info}.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    logger.experiment.summary.update(summary)
+    logger.experiment.finish(exit_code=0 if result["status"] == "finished" else 1)
+    write_json(out / "train.json", record)  # the run is finished from here on
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    (out / "resume.json").unlink(missing_ok=True)
+    return {**record, "train_seconds": info["train_seconds"]}
 
 
-def _cost_options(run: Run, options: dict) -> dict:
-    if run.attention != "sparse":
-        return {}
-    return {k: options[k] for k in ("block", "summary", "pattern") if k in options}
+def _tokens_per_s(folder: Path, steps: int, batch_size: int, seconds: float) -> float:
+    import numpy as np
+
+    mean_len = float(np.load(folder / "train_lengths.npy", mmap_mode="r").mean())
+    return steps * batch_size * mean_len / seconds if seconds > 0 else 0.0
 
 
-def _check_datasets(params: TrainParams, data: Path) -> None:
-    for name in params.datasets:
-        if not (data / name / "meta.json").exists():
-            raise MissingDataset(f"train.datasets: dataset {name!r} not found in {data} (is it in generate.tasks?)")
-
-
-def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS) -> None:
+def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS,
+        runtime: Path = RUNTIME) -> None:
     params = load_section(params_path, "train")  # every bad value fails here, before any training
-    _check_datasets(params, data)
+    try:
+        check_attention(params)
+    except ParamError as err:
+        raise ParamError(f"{params_path}: {err}") from None
+    for name in params.datasets:  # every dataset complete and unchanged, before anything is written
+        if not (data / name).exists():
+            raise DataError(f"{params_path}: train.datasets: dataset {name!r} not found in {data} "
+                            "(is it in generate.tasks?)")
+        verify(data / name)
     check_writable(runs)
+    check_writable(runtime)
+    quiet()
     import torch
 
-    workers = params.concurrency or (min(8, len(params.runs)) if torch.cuda.is_available() else 1)
     todo = params.runs
+    workers = params.concurrency or (min(8, len(todo)) if torch.cuda.is_available() else 1)
+    where = [f"[{i}/{len(todo)}] " for i in range(1, len(todo) + 1)]
     if workers == 1:
-        for r in todo:
-            _report(train_run(r, params, data, runs))
+        results = [_report(p, train_run(r, params, data, runs, runtime, p)) for r, p in zip(todo, where)]
     else:  # several processes share the GPU; each trains its runs one after the other
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for result in pool.map(train_run, todo, [params] * len(todo), [data] * len(todo), [runs] * len(todo)):
-                _report(result)
-    wanted = {r.id for r in todo}
-    for stale in sorted(p for p in runs.iterdir() if p.is_dir() and p.name not in wanted):
-        if (stale / "run.json").exists():  # a run no longer in the sweep: only what this stage wrote
-            shutil.rmtree(stale)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=quiet) as pool:
+            n = len(todo)
+            results = [_report(p, r) for p, r in zip(where, pool.map(
+                train_run, todo, [params] * n, [data] * n, [runs] * n, [runtime] * n, where))]
+    write_json(runs / SWEEP, {"sweep": params.sweep, "runs": [r.id for r in todo]})
+    failed = [r for r in results if r["status"] != "finished"]
+    if failed:
+        say(f"train: {len(failed)} of {len(results)} runs diverged (shown as failed in the report)")
 
 
-def _report(result: dict) -> None:
+def _report(position: str, result: dict) -> dict:
     acc = result["best_val_acc"]
-    how = "reused" if result.get("reused") else f"{result['steps']} steps, {result['train_seconds']:.1f}s"
-    print(f"train: {result['run']['dataset']} {result['run']['attention']} w{result['run']['width']} "
-          f"s{result['run']['seed']}: {how}, best val acc {acc if acc is None else round(acc, 4)}", file=sys.stderr)
+    how = ("reused" if result.get("reused") else
+           f"{result['steps']} steps in {result['train_seconds']:.1f}s")
+    status = "" if result["status"] == "finished" else f", {result['status'].upper()}: {result['reason']}"
+    say(f"train {position}{result['run']['dataset']}-{result['run']['attention']}-w{result['run']['width']}"
+        f"-s{result['run']['seed']}: {how}, best val acc {acc if acc is None else round(acc, 4)}{status}")
+    return result

@@ -5,6 +5,8 @@ Adding a task is one new module with a `Task` subclass and one entry in `TASKS`.
 
 from __future__ import annotations
 
+import inspect
+
 from .arithmetic import Arithmetic
 from .base import Batch, ChainError, Task, TaskError, Vocab
 from .edit_distance import EditDistance, EditDistanceLocal
@@ -22,10 +24,11 @@ def make_task(name: str, n: int, **options) -> Task:
     """The task `name` at size n; a TaskError names what is wrong."""
     if name not in TASKS:
         raise TaskError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
-    try:
-        return TASKS[name](n, **options)
-    except TypeError as err:  # an option the task does not have
-        raise TaskError(f"task {name}: {err}") from None
+    known = [p for p in inspect.signature(TASKS[name].__init__).parameters if p not in ("self", "n")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TaskError(f"task {name} has no option {unknown[0]!r} (its options: {', '.join(known) or 'none'})")
+    return TASKS[name](n, **options)
 
 
 __all__ = ["TASKS", "Batch", "ChainError", "Task", "TaskError", "Vocab", "make_task"]

@@ -1,0 +1,100 @@
+"""What a person sees while the train and evaluate stages work, and what depends on the machine and
+the moment rather than on the inputs (kept in runtime/, apart from the results DVC compares).
+
+Lightning is quiet here: no tips, device notices or per-run warnings; one line per run, and a
+progress line during a long run every PROGRESS_EVERY seconds, in a terminal or a log file alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import warnings
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+from ..provenance import git_rev
+from .io import say, write_json
+
+PROGRESS_EVERY = 30.0  # seconds between progress lines of one run
+
+
+def quiet() -> None:
+    """Silence Lightning's and PyTorch's notices (device summaries, tips, known warnings)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*is deprecated.*", ".*TPU available.*",
+                    ".*GPU available.*", ".*Checkpoint directory.*exists.*", ".*`isinstance\\(treespec.*",
+                    ".*torch.jit.*", ".*You are using a CUDA device.*", ".*sync_dist=True.*", ".*Tip.*",
+                    ".*_pytree.*", ".*resume.*offline.*", ".*precision.*", ".*max_epochs.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+class Progress(Callback):
+    """A line now and then while a run trains or is evaluated: where it is and its latest accuracy."""
+
+    def __init__(self, label: str, total_steps: int | None = None, every: float = PROGRESS_EVERY) -> None:
+        self.label, self.total, self.every = label, total_steps, every
+        self.start = self.last = time.perf_counter()
+
+    def _maybe(self, text: str) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            say(f"{self.label}: {text} ({now - self.start:.0f}s)")
+            self.last = now
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        acc = trainer.callback_metrics.get("val/acc")
+        self._maybe(f"step {trainer.global_step}/{self.total}, val acc {float(acc):.4f}" if acc is not None
+                    else f"step {trainer.global_step}/{self.total}")
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        self._maybe(f"step {trainer.global_step}/{self.total}")
+
+    def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, *args) -> None:
+        self._maybe(f"test batch {batch_idx + 1}/{trainer.num_test_batches[0]}")
+
+
+class SegmentClock(Callback):
+    """Keeps the time of the current training segment in runs/<run>/resume.json up to date (every few
+    seconds and at every checkpoint), so that a killed segment still counts in train_seconds."""
+
+    def __init__(self, path: Path, state: dict, every: float = 2.0) -> None:
+        self.path, self.state, self.every = path, state, every
+        self.start = self.last = time.perf_counter()
+
+    def tick(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now - self.last >= self.every:
+            self.state["segments"][-1] = round(now - self.start, 3)
+            write_json(self.path, self.state)
+            self.last = now
+
+    def on_train_batch_end(self, *args) -> None:
+        self.tick()
+
+    def on_save_checkpoint(self, *args) -> None:
+        self.tick(force=True)
+
+
+def versions() -> dict:
+    import lightning
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__}
+
+
+def device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def runtime_info(segments: list[float]) -> dict:
+    """The run-dependent record of a training: seconds (every segment), device, revision, versions."""
+    return {"train_seconds": round(sum(segments), 3), "segments": segments, "device": device(),
+            "git_rev": git_rev(), "versions": versions()}

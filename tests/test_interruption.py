@@ -1,0 +1,143 @@
+"""Interruption: SIGKILL the train stage at three moments (before the first checkpoint, between two
+checkpoints in the middle of a pass over the data, after a later checkpoint) and the generate
+stage once; re-running resumes and ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from wandb_records import summary_of
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = {
+    "sweep": "kill", "datasets": ["lis_n5"], "attentions": ["linear"], "widths": [16], "seeds": [0],
+    "layers": 2, "heads": 4, "dropout": 0.1, "attention_options": {}, "batch_size": 32, "lr": 0.003,
+    "weight_decay": 0.01, "warmup_steps": 5, "grad_clip": 1.0, "max_steps": 48, "val_every": 4, "stop_at": 1.0,
+    "val_generation": 8, "concurrency": 1,
+}  # 300 training samples: 10 batches a pass, so most checkpoints fall in the middle of a pass
+GENERATE = {"seed": 1, "train_size": 300, "val_size": 24, "test_size": 24,
+            "tasks": {"lis": {"sizes": [5], "options": {"number_range": None}}}}
+RUN = "lis_n5-linear-w16-s0"
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return err
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"finished before it could be killed: {proc.communicate()[1]}"
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.002)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def project(path: Path) -> Path:
+    path.mkdir()
+    (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": TRAIN}))
+    finish(start(["generate"], path))
+    return path
+
+
+def mtime(path: Path) -> tuple | int:
+    """Changes whenever the file is written again (Lightning writes a new file and renames it)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return 0
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    import torch
+
+    whole = project(tmp_path / "whole")
+    finish(start(["train"], whole))
+    cut = project(tmp_path / "cut")
+    folder = cut / "runs" / RUN
+    last = folder / "checkpoints" / "last.ckpt"
+
+    # 1: before the first checkpoint
+    proc = start(["train"], cut)
+    wait_for(lambda: (folder / "resume.json").exists(), proc)
+    kill(proc)
+    # 2: just after the first checkpoint (step 4, in the middle of the first pass), before the next
+    proc = start(["train"], cut)
+    wait_for(last.exists, proc)
+    time.sleep(0.05)
+    kill(proc)
+    assert last.exists() and not (folder / "train.json").exists()
+    # 3: after two more checkpoints of the resumed segment
+    proc = start(["train"], cut)
+    seen = [mtime(last)]
+    wait_for(lambda: (seen.append(mtime(last)) or len(set(seen) - {0}) >= 3), proc)
+    kill(proc)
+    step = torch.load(last, weights_only=False)["global_step"]
+    assert 4 < step < TRAIN["max_steps"] and step % 10, step  # resumed, and not at a pass boundary
+    err = finish(start(["train"], cut))
+    assert "Lightning" not in err and "Warning" not in err, err
+
+    a = json.loads((whole / "runs" / RUN / "train.json").read_text())
+    b = json.loads((folder / "train.json").read_text())
+    assert a == b  # steps, best step, best validation accuracy, checkpoint checksum
+    assert (whole / "runs" / RUN / "model.ckpt").read_bytes() == (folder / "model.ckpt").read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["model.ckpt", "train.json"]  # no trainer state left
+
+    timing = json.loads((cut / "runtime" / "train" / f"{RUN}.json").read_text())
+    assert len(timing["segments"]) == 4 and all(s >= 0 for s in timing["segments"])
+    assert timing["train_seconds"] == pytest.approx(sum(timing["segments"]), abs=1e-6)
+    assert timing["segments"][1] > 0 and timing["segments"][2] > 0  # killed segments count
+
+    # W&B: one run for the training, resumed in every segment, not four
+    files = sorted((cut / "wandb").rglob("run-*.wandb"))  # run-<id>.wandb, one per segment
+    assert len({f.stem.removeprefix("run-") for f in files}) == 1, files
+    assert summary_of(files[-1])["summary"]["steps"] == TRAIN["max_steps"]
+
+    # the evaluations agree too
+    for path in (whole, cut):
+        (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": TRAIN, "evaluate": {
+            "batch_size": 64, "generation_samples": 16}}))
+        finish(start(["evaluate"], path))
+    assert (whole / "results" / f"{RUN}.json").read_bytes() == (cut / "results" / f"{RUN}.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_generation_leaves_no_temporary_folder(tmp_path):
+    big = {**GENERATE, "train_size": 400_000, "tasks": {"lis": {"sizes": [60], "options": {"number_range": None}}}}
+    for name in ("whole", "cut"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "params.yaml").write_text(yaml.safe_dump({"generate": big}))
+    finish(start(["generate"], tmp_path / "whole"))
+    out = tmp_path / "cut" / "data" / "datasets"
+    proc = start(["generate"], tmp_path / "cut")
+    wait_for(lambda: out.is_dir() and any(p.name.startswith(".lis_n60.tmp-") for p in out.iterdir()), proc)
+    time.sleep(0.2)
+    kill(proc)
+    assert [p.name for p in out.iterdir() if ".tmp-" in p.name], "the kill should leave a temporary folder"
+    err = finish(start(["generate"], tmp_path / "cut"))
+    assert "left by an interrupted run" in err
+    assert sorted(p.name for p in out.iterdir()) == ["lis_n60"]
+    whole = tmp_path / "whole" / "data" / "datasets" / "lis_n60"
+    assert (whole / "meta.json").read_bytes() == (out / "lis_n60" / "meta.json").read_bytes()
