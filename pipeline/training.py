@@ -81,7 +81,8 @@ class TrainStream:
     step), so a resumed run continues exactly where its checkpoint was taken."""
 
     def __init__(self, split: Split, batch_size: int, seed: int, epoch_steps: int, start) -> None:
-        self.split, self.batch_size, self.seed, self.epoch_steps, self.start = split, batch_size, seed, epoch_steps, start
+        self.split, self.batch_size, self.seed = split, batch_size, seed
+        self.epoch_steps, self.start = epoch_steps, start
         self.per_pass = math.ceil(len(split) / batch_size)
         self._order: tuple[int, torch.Tensor] | None = None
 
@@ -108,7 +109,8 @@ class ChainDataModule(L.LightningDataModule):
                  epoch_steps: int = 1) -> None:
         super().__init__()
         self.folder, self.meta = Path(folder), meta
-        self.batch_size, self.eval_batch_size, self.seed, self.epoch_steps = batch_size, eval_batch_size, seed, epoch_steps
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.epoch_steps = seed, epoch_steps
         self.splits: dict[str, Split] = {}
 
     def setup(self, stage: str | None = None) -> None:

@@ -59,13 +59,15 @@ def run(cmd: list[str], cwd: Path) -> str:
 @pytest.mark.slow
 def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_server):
     work = tmp_path / "mine"
-    skip = shutil.ignore_patterns(".venv", "data", "runs", "metrics", "wandb", "reports", "cache", "tmp", "__pycache__",
-                                  ".pytest_cache", ".hypothesis", "*.egg-info", ".whl", "dvc.lock")
+    skip = shutil.ignore_patterns(".venv", "data", "runs", "results", "runtime", "metrics*", "wandb", "reports",
+                                  "cache", "tmp", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info", ".whl",
+                                  "dvc.lock")
     shutil.copytree(ROOT, work, ignore=skip)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["generate"].update(train_size=200, val_size=16, test_size=16)
     params["generate"]["tasks"] = {"lis": {"sizes": [5], "options": {"number_range": None}}}
-    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3)
+    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
+                           sweep="remote")
     params["evaluate"].update(generation_samples=8)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     run(["git", "init", "-q"], work)
@@ -81,8 +83,8 @@ def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_serve
     assert not (colleague / "runs").exists() and not (colleague / "data").exists()
     run(["dvc", "pull"], colleague)
     for rel in ("data/datasets/lis_n5/train_tokens.npy", "data/datasets/lis_n5/meta.json",
-                "runs/lis_n5-standard-w16-s0/checkpoints/best.ckpt", "runs/lis_n5-standard-w16-s0/train.json",
-                "metrics/lis_n5-standard-w16-s0.json", "reports/report.md"):
+                "runs/lis_n5-standard-w16-s0/model.ckpt", "runs/lis_n5-standard-w16-s0/train.json",
+                "results/lis_n5-standard-w16-s0.json", "metrics.json", "reports/report.md"):
         assert (colleague / rel).read_bytes() == (work / rel).read_bytes(), rel
     assert "up to date" in run(["dvc", "status"], colleague)
     assert "Running stage" not in run(["dvc", "repro"], colleague)

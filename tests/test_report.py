@@ -102,25 +102,49 @@ def test_seed_spread_is_shown():
 
 def test_one_run_only():
     grid = Grid([record()])
-    text = report(grid, [0.9], {}, {"sweeps": ["hand"], "devices": ["cpu"], "git_revs": [], "software": "x"})
-    assert "runs: 1" in text and "No run reached 90%" in text
+    text = report(grid, [0.9], {})
+    assert "runs: 1" in text and "No run reached 90%" in text and "Failed runs" not in text
 
 
-def test_report_stage_end_to_end(tmp_path):
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    for i, r in enumerate(known_grid().records + [record(task="lis", n=4, width=16, acc=0.99)]):
-        (metrics / f"run{i}.json").write_text(json.dumps(r))
+BLOCK_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith(("torch.", "lightning")):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, NoTorch())
+from pipeline.__main__ import main
+sys.exit(main(["report"]))
+"""
+
+
+def test_report_stage_end_to_end_without_torch(tmp_path):
+    results, runtime = tmp_path / "results", tmp_path / "runtime" / "train"
+    results.mkdir()
+    runtime.mkdir(parents=True)
+    failed = record(task="lis", attention="linear", n=4, width=16, acc=None, run="lis-linear-bad",
+                    reason="non-finite training loss between steps 1 and 10", status="failed")
+    for i, r in enumerate(known_grid().records + [record(task="lis", n=4, width=16, acc=0.99), failed]):
+        r = {"run": f"run{i}", **r}
+        seconds = r.pop("train_seconds")
+        (results / f"{r['run']}.json").write_text(json.dumps(r))
+        (runtime / f"{r['run']}.json").write_text(json.dumps({"run": r["run"], "train_seconds": seconds,
+                                                             "device": "cpu", "sweep": "hand"}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"report": {"thresholds": [0.9, 0.99]}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, "-m", "pipeline", "report"], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "reports" / "report.md").read_text()
     for name in ("figure1.png", "figure3.png", "compute.png"):
         assert f"figures/{name}" in text
         assert mpimg.imread(tmp_path / "reports" / "figures" / name).std() > 0.01
-    assert "| linear | 16 | 32 | 64 |" in text and "sweep (profile): hand" in text
+    assert "| linear | 16 | 32 | 64 |" in text
+    assert "Failed runs (1)" in text and "lis-linear-bad: non-finite training loss between steps 1 and 10" in text
+    assert "seconds" not in text.split("## Compute exponents")[1]  # timings live in runtime/
+    timing = (tmp_path / "reports" / "runtime" / "report.md").read_text()
+    assert "sweep (profile): hand" in timing and "seconds exponent" in timing
+    assert mpimg.imread(tmp_path / "reports" / "runtime" / "seconds.png").std() > 0.01
     assert (tmp_path / "reports" / "plots" / "min_width.csv").read_text().startswith("task,attention")
     runs = [summary_of(f) for f in (tmp_path / "wandb").rglob("run-*.wandb")]
     assert len(runs) == 1 and runs[0]["run"]["job_type"] == "report" and runs[0]["run"]["group"] == "hand"

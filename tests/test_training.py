@@ -15,10 +15,11 @@ import torch
 import yaml
 
 from pipeline.generation import write_dataset
+from pipeline.grading import IGNORE, chain_targets, exact_match, generated_answer
 from pipeline.params import Run, TrainParams
 from pipeline.stages import train as train_stage
 from pipeline.tasks import make_task
-from pipeline.training import IGNORE, ChainModule, chain_targets, exact_match, generated_answer
+from pipeline.training import ChainModule
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -76,25 +77,32 @@ def _offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
 
 
-def test_training_run_writes_checkpoints_metrics_and_wandb_files(dataset, tmp_path):
+def test_training_run_writes_its_result_weights_timing_and_wandb_files(dataset, tmp_path):
     run = Run("lis_n5", "standard", 16, 0)
-    result = train_stage.train_run(run, params(), dataset, tmp_path / "runs")
-    assert result["steps"] == 20 and result["params"] > 0 and result["train_tokens_per_s"] > 0
-    assert result["flops_per_sequence"]["total"] > 0 and not result["resumed"]
-    ckpts = tmp_path / "runs" / run.id / "checkpoints"
-    assert (ckpts / "last.ckpt").exists() and (ckpts / "best.ckpt").exists()
+    result = train_stage.train_run(run, params(), dataset, tmp_path / "runs", tmp_path / "runtime")
+    assert result["steps"] == 20 and result["status"] == "finished" and result["best_step"] in (5, 10, 15, 20)
+    folder = tmp_path / "runs" / run.id
+    assert sorted(p.name for p in folder.iterdir()) == ["model.ckpt", "train.json"]
+    saved = torch.load(folder / "model.ckpt", weights_only=True)  # weights and hyperparameters only
+    assert set(saved) <= {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "hparams_name",
+                          "hyper_parameters"}
+    assert str(tmp_path) not in (folder / "model.ckpt").read_bytes().decode("latin-1")  # no absolute path
+    timing = json.loads((tmp_path / "runtime" / f"{run.id}.json").read_text())
+    assert timing["train_seconds"] > 0 and timing["device"] == "cpu" and timing["train_tokens_per_s"] > 0
+    assert "train_seconds" not in json.loads((folder / "train.json").read_text())
     files = list((tmp_path / "wandb").rglob("run-*.wandb"))
     assert len(files) == 1
     logged = summary_of(files[0])
     assert logged["run"]["group"] == "test-sweep" and logged["run"]["job_type"] == "train"
     assert {"lis", "standard", "n=5", "width=16"} <= set(logged["run"]["tags"])
-    assert logged["config"]["dataset"]["sha256"] and logged["config"]["git_rev"]
+    assert logged["config"]["dataset"]["sha256"] and logged["config"]["key"]
     assert any("val/acc" in row for row in logged["history"]) or "val/acc" in logged["summary"]
     assert any("train/loss" in row for row in logged["history"])
     assert logged["summary"]["steps"] == 20
     # a finished run with the same settings is reused, not trained again
-    again = train_stage.train_run(run, params(), dataset, tmp_path / "runs")
-    assert again == {**result, "reused": True} and len(list((tmp_path / "wandb").rglob("run-*.wandb"))) == 1
+    again = train_stage.train_run(run, params(), dataset, tmp_path / "runs", tmp_path / "runtime")
+    assert again["reused"] and again["checkpoint_sha256"] == result["checkpoint_sha256"]
+    assert len(list((tmp_path / "wandb").rglob("run-*.wandb"))) == 1
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(dataset, tmp_path, monkeypatch):
@@ -107,24 +115,44 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(dataset, tmp_path, 
         return real(self, batch, batch_idx)
 
     monkeypatch.setattr(ChainModule, "training_step", crash)
-    with pytest.raises(RuntimeError, match="power cut"):
-        train_stage.train_run(run, params(), dataset, tmp_path / "runs")
+    with pytest.raises(train_stage.RunError, match="power cut"):
+        train_stage.train_run(run, params(), dataset, tmp_path / "runs", tmp_path / "runtime")
     folder = tmp_path / "runs" / run.id
     assert not (folder / "train.json").exists() and (folder / "checkpoints" / "last.ckpt").exists()
-    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 10
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
     monkeypatch.setattr(ChainModule, "training_step", real)
-    result = train_stage.train_run(run, params(), dataset, tmp_path / "runs")
-    assert result["resumed"] and result["steps"] == 20
+    resumed = train_stage.train_run(run, params(), dataset, tmp_path / "runs", tmp_path / "runtime")
+    whole = train_stage.train_run(run, params(), dataset, tmp_path / "whole", tmp_path / "runtime2")
+    assert resumed["steps"] == 20 and resumed["checkpoint_sha256"] == whole["checkpoint_sha256"]
+    assert len(json.loads((tmp_path / "runtime" / f"{run.id}.json").read_text())["segments"]) == 2
 
 
 def test_cpu_training_is_bitwise_repeatable(dataset, tmp_path):
     run = Run("lis_n5", "sparse", 16, 3)
-    a = train_stage.train_run(run, params(), dataset, tmp_path / "a")
-    b = train_stage.train_run(run, params(), dataset, tmp_path / "b")
+    a = train_stage.train_run(run, params(), dataset, tmp_path / "a", tmp_path / "ta")
+    b = train_stage.train_run(run, params(), dataset, tmp_path / "b", tmp_path / "tb")
     assert a["best_val_acc"] == b["best_val_acc"]
-    sa = torch.load(tmp_path / "a" / run.id / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    sb = torch.load(tmp_path / "b" / run.id / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    a_bytes, b_bytes = ((tmp_path / x / run.id / "model.ckpt").read_bytes() for x in "ab")
+    assert a_bytes == b_bytes
+
+
+def test_a_diverging_run_stops_with_its_reason_and_the_sweep_goes_on(dataset, tmp_path, monkeypatch):
+    real = ChainModule.teacher_forced
+
+    def explode(self, batch):
+        logits, target, loss = real(self, batch)
+        if self.training and self.global_step >= 7 and self.hparams.model["attention"] == "linear":
+            loss = loss * float("nan")
+        return logits, target, loss
+
+    monkeypatch.setattr(ChainModule, "teacher_forced", explode)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {**TRAIN, "attentions": ["linear", "standard"]}}))
+    train_stage.run(tmp_path / "params.yaml", dataset, tmp_path / "runs", tmp_path / "runtime")
+    bad = json.loads((tmp_path / "runs" / "lis_n5-linear-w16-s0" / "train.json").read_text())
+    good = json.loads((tmp_path / "runs" / "lis_n5-standard-w16-s0" / "train.json").read_text())
+    assert bad["status"] == "diverged" and bad["steps"] == 10 and bad["best_val_acc"] is None
+    assert bad["reason"] == "non-finite training loss between steps 6 and 10"
+    assert good["status"] == "finished" and good["steps"] == 20
 
 
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -139,6 +167,8 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         ({"attentions": ["standard", "performer"]}, ["train.attentions[1]", "unknown attention", "performer"]),
         ({"widths": [16, 30]}, ["train.widths[1]", "not divisible by heads 4"]),
         ({"datasets": ["lis_n5", "ed_n9"]}, ["dataset 'ed_n9' not found"]),
+        ({"val_every": 3}, ["train.val_every", "must divide train.max_steps (20)"]),
+        ({"attention_options": {"linear": {"window": 4}}}, ["train.attention_options.linear", "no option 'window'"]),
         ({"lr": "fast"}, ["train.lr", "expected a number"]),
         ({"max_steps": 2.5}, ["train.max_steps", "integer"]),
         ({"attention_options": {"sparse": {"block": 0}}}, ["train.attention_options.sparse", "block"]),
@@ -155,13 +185,13 @@ def test_bad_training_input_fails_before_training(dataset, tmp_path, change, nee
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for needle in needles:
         assert needle in lines[0]
-    assert not (work / "runs").exists() and not (work / "wandb").exists()
+    assert not (work / "runs").exists() and not (work / "wandb").exists() and not (work / "runtime").exists()
 
 
 def test_evaluate_without_training_fails_clearly(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"batch_size": 8, "generation_samples": 4}}))
     result = cli(["evaluate"], tmp_path)
-    assert result.returncode == 2 and "no trained runs" in result.stderr and not (tmp_path / "metrics").exists()
+    assert result.returncode == 2 and "no trained runs" in result.stderr and not (tmp_path / "results").exists()
 
 
 def test_params_yaml_train_section_is_valid():

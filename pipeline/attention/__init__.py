@@ -39,7 +39,8 @@ def make_attention(name: str, max_len: int, **options) -> Attention:
     known = [p for p in inspect.signature(ATTENTION[name].__init__).parameters if p not in ("self", "max_len")]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise AttentionError(f"attention {name} has no option {unknown[0]!r} (its options: {', '.join(known) or 'none'})")
+        raise AttentionError(f"attention {name} has no option {unknown[0]!r} "
+                             f"(its options: {', '.join(known) or 'none'})")
     return ATTENTION[name](max_len, **options)
 
 

@@ -34,7 +34,8 @@ class Cell:
 
     @property
     def reasons(self) -> list[str]:
-        return [f"{r['run']}: {r.get('reason') or 'no accuracy'}" for r in self.runs if not _finite(r.get("graded_acc"))]
+        return [f"{r['run']}: {r.get('reason') or 'no accuracy'}" for r in self.runs
+                if not _finite(r.get("graded_acc"))]
 
     @property
     def failed(self) -> bool:

@@ -24,8 +24,8 @@ from ..deps import code_hash
 from ..params import EvaluateParams, Run, load_section
 from .io import check_writable, read_json, say, write_json
 from .runtime import Progress, device, quiet, versions
-from .train import DATA, RUNS, SWEEP
 from .tracking import wandb_logger
+from .train import DATA, RUNS, SWEEP
 
 RESULTS = Path("results")
 RUNTIME = Path("runtime/evaluate")

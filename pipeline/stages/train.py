@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -115,6 +114,10 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
                      [clock, Progress(f"train {position}{run.id}", params.max_steps)], resume)
         clock.tick(force=True)
     except BaseException as err:
+        import wandb
+
+        if wandb.run is not None:  # this segment's W&B run ends as failed; the next one resumes it
+            wandb.run.finish(exit_code=1)
         if created and not (out / "checkpoints" / "last.ckpt").exists():
             remove_new(out)  # nothing worth resuming: leave no trace of this attempt
         if isinstance(err, Exception) and not isinstance(err, ValueError | OSError):
