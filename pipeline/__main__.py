@@ -21,7 +21,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m pipeline", description="Stages and tools of the pipeline; "
                                   "`dvc repro` runs the stages in order.")
     top.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", help="the stage or tool to run")
 
     gen = sub.add_parser("generate", help="DVC stage: datasets of params.yaml's generate section")
     gen.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameters file (default: %(default)s)")

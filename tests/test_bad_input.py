@@ -1,0 +1,179 @@
+"""Bad input on a project that has run end to end: one line that names the problem and the file or
+field, a non-zero exit, no traceback (unless --debug), and every existing output and the DVC cache
+exactly as they were (hashed before and after)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = "lis_n5-standard-w16-s0"
+SKIP = shutil.ignore_patterns(".venv", "data", "runs", "results", "runtime", "metrics*", "wandb", "reports", "cache",
+                              "tmp", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info", ".whl", "dvc.lock")
+
+
+def cli(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(work), "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def state(work: Path) -> dict[str, str]:
+    """Every file of the project but the W&B folder, git's own and the parameters: path -> sha256."""
+    return {str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(work.rglob("*")) if p.is_file() and not {"wandb", ".git", "__pycache__"} & set(p.parts)}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("bad") / "project"
+    shutil.copytree(ROOT, work, ignore=SKIP)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"].update(train_size=200, val_size=16, test_size=16)
+    params["generate"]["tasks"] = {"lis": {"sizes": [5], "options": {"number_range": None}}}
+    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3)
+    params["evaluate"].update(generation_samples=8)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(work), "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for cmd in (["git", "init", "-q"], ["dvc", "repro", "-q"]):
+        subprocess.run(cmd, cwd=work, env=env, check=True, capture_output=True, timeout=600)
+    return work
+
+
+def params_change(change):
+    def apply(work: Path) -> None:
+        params = yaml.safe_load((work / "params.yaml").read_text())
+        change(params)
+        (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return apply
+
+
+def write(rel: str, data: bytes):
+    def apply(work: Path) -> None:
+        (work / rel).write_bytes(data)
+    return apply
+
+
+def truncate(rel: str):
+    def apply(work: Path) -> None:
+        path = work / rel
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return apply
+
+
+def meta_change(change):
+    def apply(work: Path) -> None:
+        path = work / "data" / "datasets" / "lis_n5" / "meta.json"
+        meta = json.loads(path.read_text())
+        change(meta)
+        path.write_text(json.dumps(meta))
+    return apply
+
+
+def remove(rel: str):
+    def apply(work: Path) -> None:
+        path = work / rel
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return apply
+
+
+def make_folder(rel: str):
+    def apply(work: Path) -> None:
+        path = work / rel
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+    return apply
+
+
+def shuffled_array(work: Path) -> None:
+    path = work / "data" / "datasets" / "lis_n5" / "val_tokens.npy"
+    arr = np.load(path)
+    np.save(path, arr[::-1].copy())
+
+
+CKPT = f"runs/{RUN}/model.ckpt"
+TOKENS = "data/datasets/lis_n5/train_tokens.npy"
+CASES = {
+    "huge width": (params_change(lambda p: p["train"].update(widths=[262144])), ["train"],
+                   ["lis_n5-standard-w262144-s0", "allocate"]),
+    "garbage weights (evaluate)": (write(CKPT, b"not a checkpoint"), ["evaluate"],
+                                   [CKPT, "does not match the checksum"]),
+    "garbage weights (train)": (write(CKPT, b"not a checkpoint"), ["train"], [CKPT, "does not match the checksum"]),
+    "truncated array (train)": (truncate(TOKENS), ["train"], [TOKENS, "does not match the sha256"]),
+    "truncated array (evaluate)": (truncate(TOKENS), ["evaluate"], [TOKENS, "does not match the sha256"]),
+    "changed array": (shuffled_array, ["train"], ["val_tokens.npy", "does not match the sha256"]),
+    "wrong checksum in meta.json": (meta_change(lambda m: m["sha256"].update({"test_lengths.npy": "0" * 64})),
+                                    ["train"], ["test_lengths.npy", "does not match the sha256"]),
+    "deleted meta.json": (remove("data/datasets/lis_n5/meta.json"), ["train"],
+                          ["data/datasets/lis_n5/meta.json: missing"]),
+    "meta.json not JSON": (write("data/datasets/lis_n5/meta.json", b"{oops"), ["evaluate"],
+                           ["meta.json: not valid JSON"]),
+    "deleted array": (remove("data/datasets/lis_n5/val_lengths.npy"), ["train"], ["val_lengths.npy: missing"]),
+    "report.md is a folder": (make_folder("reports/report.md"), ["report"],
+                              ["reports/report.md", "exists and is not a file"]),
+    "results is a file": (lambda w: (shutil.rmtree(w / "results"), (w / "results").write_text("x")), ["report"],
+                          ["no results in results"]),
+    "damaged train.json": (write(f"runs/{RUN}/train.json", b"{"), ["evaluate"], [f"runs/{RUN}/train.json", "cannot"]),
+    "damaged results file": (write(f"results/{RUN}.json", b"[1, 2"), ["report"], [f"results/{RUN}.json", "cannot"]),
+    "unknown task option": (params_change(lambda p: p["generate"]["tasks"]["lis"].update(options={"colour": 1})),
+                            ["generate"], ["generate.tasks.lis.sizes[0]", "task lis has no option 'colour'"]),
+    "YAML syntax error": (write("params.yaml", b"train:\n  widths: [16\n  seeds: [0]\n"), ["train"],
+                          ["params.yaml: not valid YAML at line", "column"]),
+    "params file is a folder": (lambda w: None, ["report", "--params", "runs"], ["runs: cannot be read"]),
+    "no report section": (params_change(lambda p: p.pop("report")), ["report"], ["no 'report' section"]),
+    "threshold out of range": (params_change(lambda p: p["report"].update(thresholds=[1.5])), ["report"],
+                               ["report.thresholds[0]", "(0.0, 1.0]"]),
+    "evaluate batch size 0": (params_change(lambda p: p["evaluate"].update(batch_size=0)), ["evaluate"],
+                              ["evaluate.batch_size", ">= 1"]),
+    "missing sweep list": (remove("runs/sweep.json"), ["evaluate"], ["runs/sweep.json is missing"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_and_changes_nothing(project, tmp_path, case):
+    mutate, args, needles = CASES[case]
+    work = tmp_path / "copy"
+    shutil.copytree(project, work, symlinks=True)
+    mutate(work)
+    before = state(work)
+    result = cli(work, *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert state(work) == before, "an output or the DVC cache changed"
+    assert not [p for p in work.rglob("*") if ".tmp" in p.name and ".git" not in p.parts]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text("report: {thresholds: [2]}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--debug", "report"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "report.thresholds[0]" in result.stderr
+
+
+def test_every_cli_option_has_help():
+    from pipeline.__main__ import parser
+
+    top = parser()
+    actions = [a for a in top._actions if a.dest != "help"]
+    for sub in top._subparsers._group_actions[0].choices.values():
+        actions += [a for a in sub._actions if a.dest != "help"]
+    for choice in top._subparsers._group_actions[0]._choices_actions:
+        assert choice.help, choice.dest
+    assert all(a.help for a in actions), [a.dest for a in actions if not a.help]
