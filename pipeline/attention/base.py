@@ -46,6 +46,11 @@ class Attention(nn.Module):
         2): for softmax attention a score and a weighted sum, 2 * width each, per attended key."""
         return 4 * width * self.keys_attended(length)
 
+    @classmethod
+    def benchmark_variants(cls, device: str) -> dict[str, dict]:
+        """What `bench-attention` times: record name -> options; the type's own name first."""
+        return {cls.name: {}}
+
     @abstractmethod
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor: ...
 

@@ -44,6 +44,11 @@ class SparseAttention(Attention):
     def options(self) -> dict:
         return {"block": self.block, "summary": self.summary, "pattern": self.pattern}
 
+    @classmethod
+    def benchmark_variants(cls, device: str) -> dict[str, dict]:
+        # on the GPU the fastest correct path (FlexAttention), and the plain-tensor path for comparison
+        return {"sparse": {"flex": True}, "sparse_blocks": {}} if device == "cuda" else {"sparse": {}}
+
     # --- the pattern, by definition ------------------------------------------------------------
     def allowed(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """Whether position `query` may attend to position `key` (broadcasting integer tensors)."""

@@ -20,19 +20,16 @@ from pathlib import Path
 
 import torch
 
-from ..attention import make_attention
+from ..attention import ATTENTION, make_attention
 from ..provenance import git_rev
 from ..report.collect import fit_power_law
 
-TYPES = ("standard", "sparse", "linear")
-
-
 def variants(device: str) -> dict[str, tuple[str, dict]]:
-    """Implementations timed: the name in the records, the attention type and its options."""
-    out = {"standard": ("standard", {}), "sparse": ("sparse", {}), "linear": ("linear", {})}
-    if device == "cuda":
-        out["sparse"] = ("sparse", {"flex": True})
-        out["sparse_blocks"] = ("sparse", {})  # the plain-tensor path, for comparison
+    """Implementations timed, as each registered type offers them: the name in the records, the
+    attention type and its options (the type's own name is its training path)."""
+    out = {}
+    for name, cls in ATTENTION.items():
+        out.update({label: (name, options) for label, options in cls.benchmark_variants(device).items()})
     return out
 
 
@@ -128,11 +125,11 @@ def run(out: Path, device: str, lengths: list[int], tokens: int, width: int = 25
         "timed": "forward + backward of the attention mixing (q, k, v -> out), median of "
                  f"{repeat} runs after {warmup} warm-up runs",
         "command": f"python -m pipeline bench-attention --device {device}",
-        "records": [r for r in records if r["attention"] in TYPES],
-        "variants": [r for r in records if r["attention"] not in TYPES],
+        "records": [r for r in records if r["attention"] in ATTENTION],
+        "variants": [r for r in records if r["attention"] not in ATTENTION],
         "failures": failures,
-        "exponents": {n: e for n, e in exponents.items() if n in TYPES},
-        "variant_exponents": {n: e for n, e in exponents.items() if n not in TYPES},
+        "exponents": {n: e for n, e in exponents.items() if n in ATTENTION},
+        "variant_exponents": {n: e for n, e in exponents.items() if n not in ATTENTION},
         "crossover_L": crossover,
         "speedup_at_max_L": speedup_at_max,
     }
@@ -157,7 +154,7 @@ def plot(result: dict, path: Path) -> None:
     for name in dict.fromkeys(r["attention"] for r in rows):
         pts = sorted((r["L"], r["ms_per_sequence"]) for r in rows if r["attention"] == name)
         ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", base=2,
-                  linestyle="--" if name not in TYPES else "-", label=f"{name} (slope {exps[name]:.2f})")
+                  linestyle="--" if name not in ATTENTION else "-", label=f"{name} (slope {exps[name]:.2f})")
     ax.set_xlabel("sequence length L")
     ax.set_ylabel("forward + backward time per sequence (ms)")
     ax.set_title(f"{result['device']}, {result['dtype']}, {result['tokens_per_batch']} tokens per batch")
