@@ -209,3 +209,14 @@ def test_profiles_are_valid_and_consistent(profile):
     train = TrainParams.parse(data["train"])
     EvaluateParams.parse(data["evaluate"])
     assert set(train.datasets) == generated
+
+
+def test_progress_lines_while_a_run_trains_in_any_terminal_or_log(dataset, tmp_path, monkeypatch, capsys):
+    from pipeline.stages import runtime
+
+    monkeypatch.setattr(runtime, "PROGRESS_EVERY", 0.0)  # a line at every chance
+    train_stage.train_run(Run("lis_n5", "standard", 16, 5), params(), dataset, tmp_path / "runs", tmp_path / "rt",
+                          "[1/1] ")
+    err = capsys.readouterr().err
+    assert "train [1/1] lis_n5-standard-w16-s5: step 20/20, val acc" in err
+    assert "GPU available" not in err and "Tip" not in err

@@ -24,6 +24,7 @@ from ..attention import ATTENTION, make_attention
 from ..provenance import git_rev
 from ..report.collect import fit_power_law
 
+
 def variants(device: str) -> dict[str, tuple[str, dict]]:
     """Implementations timed, as each registered type offers them: the name in the records, the
     attention type and its options (the type's own name is its training path)."""

@@ -35,8 +35,9 @@ def quiet() -> None:
 class Progress(Callback):
     """A line now and then while a run trains or is evaluated: where it is and its latest accuracy."""
 
-    def __init__(self, label: str, total_steps: int | None = None, every: float = PROGRESS_EVERY) -> None:
-        self.label, self.total, self.every = label, total_steps, every
+    def __init__(self, label: str, total_steps: int | None = None, every: float | None = None) -> None:
+        self.label, self.total = label, total_steps
+        self.every = PROGRESS_EVERY if every is None else every
         self.start = self.last = time.perf_counter()
 
     def _maybe(self, text: str) -> None:
@@ -65,11 +66,14 @@ class SegmentClock(Callback):
 
     def __init__(self, path: Path, state: dict, every: float = 2.0) -> None:
         self.path, self.state, self.every = path, state, every
+        self.start = self.last = None
+
+    def on_train_start(self, *args) -> None:  # training time: setup and W&B start are not counted
         self.start = self.last = time.perf_counter()
 
     def tick(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if force or now - self.last >= self.every:
+        if self.start is not None and (force or now - self.last >= self.every):
             self.state["segments"][-1] = round(now - self.start, 3)
             write_json(self.path, self.state)
             self.last = now
