@@ -141,3 +141,16 @@ def test_killed_generation_leaves_no_temporary_folder(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["lis_n60"]
     whole = tmp_path / "whole" / "data" / "datasets" / "lis_n60"
     assert (whole / "meta.json").read_bytes() == (out / "lis_n60" / "meta.json").read_bytes()
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_before_writing(tmp_path):
+    from pipeline.stages.io import remove_temporaries
+
+    (tmp_path / "run").mkdir()
+    run = tmp_path / "run"
+    left = [tmp_path / ".metrics.json.tmp-123", run / ".train.json.tmp-9", run / ".model.ckpt.tmp"]
+    kept = [tmp_path / "run" / "train.json", tmp_path / "run" / "model.ckpt", tmp_path / "notes.tmp"]
+    for path in left + kept:
+        path.write_text("x")
+    remove_temporaries(tmp_path)
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)

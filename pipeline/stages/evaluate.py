@@ -22,7 +22,7 @@ from pathlib import Path
 from ..data import DataError, sha256, verify
 from ..deps import code_hash
 from ..params import EvaluateParams, Run, load_section
-from .io import check_writable, read_json, say, write_json
+from .io import check_writable, read_json, remove_temporaries, say, write_json
 from .runtime import Progress, device, quiet, versions
 from .tracking import wandb_logger
 from .train import DATA, RUNS, SWEEP
@@ -122,6 +122,8 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         verify(data / dataset)
     check_writable(results)
     check_writable(runtime)
+    remove_temporaries(results)  # what a killed earlier attempt was writing
+    remove_temporaries(runtime)
     quiet()
     records = []
     for i, (run_id, train) in enumerate(trains.items(), 1):

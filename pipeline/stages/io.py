@@ -86,5 +86,15 @@ def read_json(path: Path) -> dict | None:
     return data
 
 
+def remove_temporaries(folder: Path, depth: int = 2) -> None:
+    """Remove the temporary files (`.<name>.tmp-*`) that a stage killed while writing left in
+    `folder` and its subfolders; called before the stage writes there (DVC runs one at a time)."""
+    folder = Path(folder)
+    for pattern in ("*/" * d + ".*.tmp*" for d in range(depth + 1)):
+        for path in folder.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+
+
 def remove_new(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,7 @@ from ..params import ReportParams, load_section
 from ..report.collect import Grid, compute_curve, load_metrics
 from ..report.figures import compute_figure, heatmap, heatmap_panel, save
 from ..report.markdown import report, runtime_report
-from .io import check_file_target, check_writable, read_json, say, write_text
+from .io import check_file_target, check_writable, read_json, remove_temporaries, say, write_text
 from .tracking import wandb_options
 
 RESULTS = Path("results")
@@ -108,6 +108,7 @@ def run(params_path: Path = Path("params.yaml"), results: Path = RESULTS, runtim
         check_file_target(target)  # before anything is drawn or written
     for folder in (out, out / "figures", out / "plots", out / "runtime"):
         check_writable(folder)
+        remove_temporaries(folder, depth=0)  # what a killed earlier attempt was writing
     grid = Grid(records)
     made = figures(grid, params.thresholds, out / "figures")
     rows = plot_rows(grid, params.thresholds)

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..data import DataError, read_meta, sha256, verify
 from ..deps import code_hash
 from ..params import ParamError, Run, TrainParams, load_section
-from .io import check_writable, read_json, remove_new, say, write_json
+from .io import check_writable, read_json, remove_new, remove_temporaries, say, write_json
 from .runtime import Progress, SegmentClock, quiet, runtime_info
 from .tracking import wandb_logger
 
@@ -161,6 +161,8 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         verify(data / name)
     check_writable(runs)
     check_writable(runtime)
+    remove_temporaries(runs)  # what a killed earlier attempt was writing
+    remove_temporaries(runtime)
     quiet()
     import torch
 
