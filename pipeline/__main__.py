@@ -58,6 +58,15 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--repeat", type=int, default=10, help="timed repetitions per point (default: %(default)s)")
     att.add_argument("--out", type=Path, help="default: reports/bench/attention.json (attention_cpu.json on CPU)")
     att.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
+    tr = sub.add_parser("bench-train", help="benchmark: the train stage's tokens/s against the public architecture")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where to time (default: the GPU if there is one)")
+    tr.add_argument("--batch", type=int, help="sequences per step (default: 512 on the GPU, 16 on the CPU)")
+    tr.add_argument("--warmup", type=int, default=20, help="untimed steps first (default: %(default)s)")
+    tr.add_argument("--steps", type=int, default=50, help="timed steps (default: %(default)s)")
+    tr.add_argument("--train-size", type=int, default=20_000, help="samples of each generated dataset")
+    tr.add_argument("--out", type=Path, help="default: reports/bench/train.json (train_cpu.json on the CPU)")
+    tr.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
     return top
 
 
@@ -98,6 +107,16 @@ def dispatch(args) -> None:
         result = attention.run(out, device, lengths, args.tokens or (2**17 if gpu else 2**13),
                                repeat=args.repeat, git=args.git_rev)
         attention.plot(result, out.with_suffix(".png"))
+    elif args.command == "bench-train":
+        import torch
+
+        from .bench import train as bench_train
+
+        device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        gpu = device == "cuda"
+        out = args.out or Path("reports/bench/train.json" if gpu else "reports/bench/train_cpu.json")
+        bench_train.run(out, device, bench_train.GPU_CELLS if gpu else bench_train.CPU_CELLS,
+                        args.batch or (512 if gpu else 16), args.warmup, args.steps, args.train_size, args.git_rev)
 
 
 def main(argv: list[str] | None = None) -> int:
