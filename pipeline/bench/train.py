@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from ..provenance import git_rev
 
@@ -71,28 +72,23 @@ def baseline_tokens_per_s(vocab: int, length: int, width: int, batch: int, devic
     return steps * batch * (length - 1) / (time.perf_counter() - start)
 
 
-class StepTimer:
-    """A Lightning callback: seconds and positions of the training steps after `warmup`."""
+class StepTimer(Callback):
+    """Seconds and positions of the training steps after `warmup`."""
 
-    def __new__(cls, warmup: int, device: str):
-        from lightning.pytorch.callbacks import Callback
+    def __init__(self, warmup: int, device: str) -> None:
+        self.warmup, self.device = warmup, device
+        self.start, self.seconds, self.positions = None, 0.0, 0
 
-        class _Timer(Callback):
-            def __init__(self) -> None:
-                self.start, self.seconds, self.positions = None, 0.0, 0
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup:
+            sync(self.device)
+            self.start = time.perf_counter()
 
-            def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-                if trainer.global_step == warmup:
-                    sync(device)
-                    self.start = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-                if self.start is not None:
-                    self.positions += batch[0].shape[0] * (batch[0].shape[1] - 1)
-                    sync(device)
-                    self.seconds = time.perf_counter() - self.start
-
-        return _Timer()
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.start is not None:
+            self.positions += batch[0].shape[0] * (batch[0].shape[1] - 1)
+            sync(self.device)
+            self.seconds = time.perf_counter() - self.start
 
 
 def stage_tokens_per_s(folder: Path, meta: dict, attention: str, width: int, batch: int, device: str,

@@ -19,13 +19,13 @@ import statistics
 import time
 from pathlib import Path
 
-from ..data import DataError, sha256, verify
+from ..data import DataError, verify
 from ..deps import code_hash
 from ..params import EvaluateParams, Run, load_section
 from .io import check_writable, read_json, remove_temporaries, say, write_json
 from .runtime import Progress, device, quiet, versions
 from .tracking import wandb_logger
-from .train import DATA, RUNS, SWEEP
+from .train import DATA, RUNS, SWEEP, check_weights
 
 RESULTS = Path("results")
 RUNTIME = Path("runtime/evaluate")
@@ -49,14 +49,11 @@ def derived(checkpoint: Path) -> dict:
             **describe(model["attention"])}
 
 
-def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, runs: Path, results: Path,
-                 runtime: Path, position: str = "") -> dict:
+def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, meta: dict, runs: Path,
+                 results: Path, runtime: Path, position: str = "") -> dict:
+    """`meta`: the run's dataset's meta.json, already checked against its files."""
     run = Run(**train["run"])
-    folder = runs / run_id
-    ckpt = folder / "model.ckpt"
-    if not ckpt.is_file() or sha256(ckpt) != train.get("checkpoint_sha256"):
-        raise DataError(f"{ckpt}: missing or does not match the checksum in {folder / 'train.json'} "
-                        f"(delete {folder} and run the train stage to train it again)")
+    ckpt = check_weights(runs / run_id, train)
     blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.__dict__,
                        "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -72,9 +69,8 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, r
     else:
         from ..evaluation import evaluate
 
-        meta = json.loads((data / run.dataset / "meta.json").read_text())
         start = time.perf_counter()
-        logger = wandb_logger(run, train.get("sweep") or "default", meta, "evaluate",
+        logger = wandb_logger(run, train["sweep"], meta, "evaluate",
                               {"run": train["run"], "evaluate": params.__dict__, "evaluation_key": key})
         scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples, run.seed,
                           logger, [Progress(f"evaluate {position}{run_id}")])
@@ -118,8 +114,7 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
             raise DataError(f"{runs / run_id / 'train.json'}: missing, though {runs / SWEEP} lists the run "
                             "(run the train stage)")
         trains[run_id] = {**train, "sweep": sweep["sweep"]}
-    for dataset in sorted({t["run"]["dataset"] for t in trains.values()}):
-        verify(data / dataset)
+    metas = {dataset: verify(data / dataset) for dataset in sorted({t["run"]["dataset"] for t in trains.values()})}
     check_writable(results)
     check_writable(runtime)
     remove_temporaries(results)  # what a killed earlier attempt was writing
@@ -128,7 +123,7 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     records = []
     for i, (run_id, train) in enumerate(trains.items(), 1):
         where = f"[{i}/{len(trains)}] "
-        r = evaluate_run(run_id, train, params, data, runs, results, runtime, where)
+        r = evaluate_run(run_id, train, params, data, metas[train["run"]["dataset"]], runs, results, runtime, where)
         records.append(r)
         how = "reused" if r["reused"] else "evaluated"
         text = (f"graded accuracy {r['graded_acc']:.4f} (exact match {r['exact_match']:.4f}, "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -95,6 +94,3 @@ def remove_temporaries(folder: Path, depth: int = 2) -> None:
             if path.is_file():
                 path.unlink(missing_ok=True)
 
-
-def remove_new(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from ..data import DataError, read_meta, sha256, verify
 from ..deps import code_hash
 from ..params import ParamError, Run, TrainParams, load_section
-from .io import check_writable, read_json, remove_new, remove_temporaries, say, write_json
+from .io import check_writable, read_json, remove_temporaries, say, write_json
 from .runtime import Progress, SegmentClock, quiet, runtime_info
 from .tracking import wandb_logger
 
@@ -67,17 +67,28 @@ def check_attention(params: TrainParams) -> None:
             raise ParamError(f"train.attention_options.{name}: {err}") from None
 
 
+def check_weights(out: Path, record: dict) -> Path:
+    """A finished run's `model.ckpt`, once it matches the checksum in its train.json (`record`)."""
+    model = out / "model.ckpt"
+    if not model.is_file() or sha256(model) != record.get("checkpoint_sha256"):
+        raise DataError(f"{model}: missing or does not match the checksum in {out / 'train.json'} "
+                        f"(delete {out} and run the train stage to train it again)")
+    return model
+
+
+def _tidy(out: Path) -> None:
+    """Remove what only an unfinished run needs: trainer checkpoints and the resume record."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    (out / "resume.json").unlink(missing_ok=True)
+
+
 def _finished(out: Path, key: str) -> dict | None:
     """The finished run's record if it matches `key`; its weights must match the recorded checksum."""
     record = read_json(out / "train.json")
     if record is None or record.get("key") != key:
         return None
-    model = out / "model.ckpt"
-    if not model.is_file() or sha256(model) != record.get("checkpoint_sha256"):
-        raise DataError(f"{model}: missing or does not match the checksum in {out / 'train.json'} "
-                        f"(delete {out} to train it again)")
-    for leftover in (out / "checkpoints", out / "resume.json"):  # a stage killed while tidying up
-        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    check_weights(out, record)
+    _tidy(out)  # in case a stage was killed between recording the run and tidying up
     return record
 
 
@@ -119,7 +130,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         if wandb.run is not None:  # this segment's W&B run ends as failed; the next one resumes it
             wandb.run.finish(exit_code=1)
         if created and not (out / "checkpoints" / "last.ckpt").exists():
-            remove_new(out)  # nothing worth resuming: leave no trace of this attempt
+            shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming: leave no trace of this attempt
         if isinstance(err, Exception) and not isinstance(err, ValueError | OSError):
             raise RunError(f"train: run {run.id} failed: {type(err).__name__}: {str(err).strip().splitlines()[0]}") \
                 from err
@@ -135,8 +146,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     logger.experiment.summary.update(summary)
     logger.experiment.finish(exit_code=0 if result["status"] == "finished" else 1)
     write_json(out / "train.json", record)  # the run is finished from here on
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    (out / "resume.json").unlink(missing_ok=True)
+    _tidy(out)
     return {**record, "train_seconds": info["train_seconds"]}
 
 
