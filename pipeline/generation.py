@@ -21,7 +21,8 @@ from .data import SPLITS, DataError, read_arrays, sha256
 from .tasks import Task
 from .tasks.base import Batch
 
-GENERATOR_VERSION = 1  # bump whenever the same parameters would give different samples
+GENERATOR_VERSION = 2  # bump whenever the same parameters would give different samples
+# 2: arithmetic's `under` training mix follows the public rule (the shortfall goes to n operators)
 GENERATION_ORDER = ("test", "val", "train")
 CHUNK_TOKENS = 1 << 24  # tokens per generated chunk: bounds the memory next to the output arrays
 STALL_SAMPLES = 1 << 22  # this many draws in a row without a new prompt: the task has run out
@@ -68,31 +69,80 @@ def check_sizes(task: Task, sizes: dict[str, int]) -> None:
         )
 
 
+def split_plan(task: Task, rng: np.random.Generator, split: str, size: int) -> list:
+    """The stages that draw a split, in order: pairs (draws, sample), where sample(rng, start, count)
+    returns the stage's draws start .. start + count - 1. A stage with a number of draws makes that
+    many (fewer if the split fills first) and keeps the new prompts among them; the last stage has
+    draws None and draws until the split is full. A task can define its own plan (`split_plan`:
+    arithmetic's `under` mix of the training split); by default one stage of task.generate."""
+    own = getattr(task, "split_plan", None)
+    stages = own(rng, split, size) if own is not None else None
+    if stages is None:
+        stages = [(None, lambda rng, start, count: task.generate(rng, count, split))]
+    if stages[-1][0] is not None or any(draws is None for draws, _ in stages[:-1]):
+        raise DataError(f"task {task.name}: only the last stage of a split's plan may be unbounded")
+    return stages
+
+
 def fill_split(task: Task, rng: np.random.Generator, split: str, size: int, seen: set[int],
                tokens: np.ndarray, lengths: np.ndarray) -> None:
     """Draw samples until `size` new prompts (not in `seen`) fill tokens[:size], lengths[:size]."""
     chunk_rows = max(1024, CHUNK_TOKENS // task.max_len)
-    filled, stalled = 0, 0
-    while filled < size:
-        need = size - filled
-        batch = task.generate(rng, min(chunk_rows, max(1024, need + need // 8)), split)
+    filled, slots = 0, None  # slots[i]: the row of the i-th sample kept (None: row i)
+
+    def keep(batch: Batch, need: int) -> int:
+        nonlocal filled
         hashes = prompt_hashes(batch)
         _, first = np.unique(hashes, return_index=True)
         first.sort()  # keep generation order
         fresh = [i for i, h in zip(first.tolist(), hashes[first].tolist()) if h not in seen][:need]
-        if not fresh:
-            stalled += len(batch)
-            if stalled >= STALL_SAMPLES:
-                raise DataError(f"task {task.name} at n={task.n} ran out of distinct samples "
-                                f"after {len(seen)}")
+        if fresh:
+            rows = np.asarray(fresh)
+            seen.update(hashes[rows].tolist())
+            width = batch.tokens.shape[1]
+            where = slice(filled, filled + len(rows)) if slots is None else slots[filled : filled + len(rows)]
+            tokens[where, :width] = batch.tokens[rows]
+            lengths[where] = batch.lengths[rows]
+            filled += len(rows)
+        return len(fresh)
+
+    for draws, sample in split_plan(task, rng, split, size):
+        if draws is not None:
+            for start in range(0, draws, chunk_rows):
+                if filled == size:
+                    break
+                keep(sample(rng, start, min(chunk_rows, draws - start)), size - filled)
             continue
-        stalled = 0
-        rows = np.asarray(fresh)
-        seen.update(hashes[rows].tolist())
-        width = batch.tokens.shape[1]
-        tokens[filled : filled + len(rows), :width] = batch.tokens[rows]
-        lengths[filled : filled + len(rows)] = batch.lengths[rows]
-        filled += len(rows)
+        if 0 < filled < size:  # the last stage's samples take random rows, not the end of the split
+            slots = spread(rng, tokens, lengths, filled, size)
+        start, stalled = 0, 0
+        while filled < size:
+            need = size - filled
+            count = min(chunk_rows, max(1024, need + need // 8))
+            batch = sample(rng, start, count)
+            start += count
+            if not keep(batch, need):
+                stalled += len(batch)
+                if stalled >= STALL_SAMPLES:
+                    raise DataError(f"task {task.name} at n={task.n} ran out of distinct samples "
+                                    f"after {len(seen)}")
+                continue
+            stalled = 0
+
+
+def spread(rng: np.random.Generator, tokens: np.ndarray, lengths: np.ndarray, filled: int,
+           size: int) -> np.ndarray:
+    """Make room for the size - filled samples still to come at uniformly random rows of the split:
+    the samples already in rows [0, filled) that are chosen move to the rows at the end that are
+    not. Returns slots, where slots[filled:] are the rows of the samples to come, in order."""
+    later = np.sort(rng.choice(size, size - filled, replace=False))
+    moved = later[later < filled]
+    free = np.setdiff1d(np.arange(filled, size), later, assume_unique=True)
+    tokens[free] = tokens[moved]
+    lengths[free] = lengths[moved]
+    slots = np.zeros(size, dtype=np.int64)
+    slots[filled:] = later
+    return slots
 
 
 def generate_splits(task: Task, sizes: dict[str, int], seed: int, folder: Path) -> dict:

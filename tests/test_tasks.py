@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.generation import generate_splits, read_split
 from pipeline.tasks import TASKS, ChainError, TaskError, make_task
 from pipeline.tasks.cot_text import read_cot
 
@@ -254,3 +255,42 @@ def test_min_distinct_is_a_lower_bound_for_small_arithmetic():
     batch = task.generate(np.random.default_rng(0), 50000)
     prompts = {tuple(t) for t in task.decode_batch(batch)}
     assert len(prompts) == 473
+
+
+def operator_counts(task, batch) -> np.ndarray:
+    """Operators in each sample's prompt."""
+    signs = [task.vocab.id(s) for s in "+-*/"]
+    in_prompt = np.arange(batch.tokens.shape[1])[None, :] < batch.prompt_lengths[:, None]
+    return (np.isin(batch.tokens, signs) & in_prompt).sum(axis=1)
+
+
+def test_arithmetic_under_mix_follows_the_public_rule(tmp_path):
+    """The public rule: int(k / T * size) draws with k operators (T = n(n + 1) / 2), repeats
+    dropped, then n-operator samples until the split is full. At n=6 and 30k training samples the
+    one-operator expressions run out (473 prompts for 1428 draws): the shortfall must all go to
+    n = 6, so no k < n exceeds its quota (spreading it over every k puts k = 2..5 above theirs)."""
+    task = make_task("arithmetic", 6)
+    assert task.under_quotas(200_000) == [9523, 19047, 28571, 38095, 47619, 57142]
+    assert task.under_quotas(10**6) == [47619, 95238, 142857, 190476, 238095, 285714]
+    size = 30_000
+    quotas = task.under_quotas(size)
+    assert quotas == [1428, 2857, 4285, 5714, 7142, 8571]
+    sizes = {"train": size, "val": 500, "test": 2000}
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        generate_splits(task, sizes, 4, tmp_path / folder)
+    for name in ("train_tokens.npy", "train_lengths.npy"):  # deterministic for a seed
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    train = read_split(task, tmp_path / "a", "train")
+    ops = operator_counts(task, train)
+    counts = np.bincount(ops, minlength=7)[1:]
+    assert counts.sum() == size and counts[0] <= 473
+    assert counts[0] < quotas[0] - 900  # one operator: far fewer distinct prompts than draws
+    for k in range(1, 5):  # k = 2..5: at most one sample per quota draw, and few repeats
+        assert 0.9 * quotas[k] <= counts[k] <= quotas[k], (k + 1, counts[k], quotas[k])
+    assert counts[5] >= quotas[5] + (quotas[0] - counts[0])  # the shortfall went to n operators
+    # The full-length fill is spread over the split, not appended at its end.
+    tail = ops[-size // 20 :]
+    assert (tail == 6).mean() < (ops == 6).mean() + 0.08
+    for split in ("val", "test"):
+        assert (operator_counts(task, read_split(task, tmp_path / "a", split)) == 6).all()

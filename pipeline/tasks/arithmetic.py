@@ -6,9 +6,15 @@ number dropped) and E_0 is the answer. Division is modular: a / b = a * b^-1 mod
 
 The generator is the public one: start from a uniform number; n times pick a uniformly random number
 token and replace it by `num1 sign num2` of the same value (with brackets where the neighbours need
-them); the chain is that history read backwards. With `under` (train split only), a sample's operator
-count k is drawn from 1..n with probability proportional to k, our reading of the public code, which
-fills shares of the training set proportional to k with k-operator samples.
+them); the chain is that history read backwards.
+
+With `under`, the training split is filled by the public rule (arithmetic/data.py of CoT_benchmark):
+first, for each k = 1..n, int(k / T * size) draws of k-operator samples (T = n(n + 1) / 2), of which
+the new prompts are kept; then n-operator samples until the split is full. Short expressions run out
+of distinct prompts (473 with one operator at p = 11), so the shortfall goes to full-length samples,
+not to every k. Validation and test always use n operators. One draw of `generate` or
+`reference_sample` for the train split is one draw of the first phase: k with probability
+proportional to k.
 """
 
 from __future__ import annotations
@@ -350,6 +356,15 @@ class Arithmetic(Task):
 
     # --- vectorised sampler ------------------------------------------------------------------
     def generate(self, rng: np.random.Generator, count: int, split: str = "test") -> Batch:
+        if not (self.under and split == "train"):
+            return self._generate(rng, count, None)
+        # Operator counts k in 1..n with P(k) proportional to k.
+        cum = np.cumsum(np.arange(1, self.n + 1))
+        ops = np.searchsorted(cum, rng.random(count) * cum[-1], side="right") + 1
+        return self._generate(rng, count, ops)
+
+    def _generate(self, rng: np.random.Generator, count: int, ops: np.ndarray | None) -> Batch:
+        """`count` samples: ops[i] operators for sample i, or n each where ops is None."""
         tokens = np.zeros((count, self.max_len), dtype=self.vocab.dtype)
         lengths = np.empty(count, dtype=np.int32)
         prompts = np.empty(count, dtype=np.int32)
@@ -357,16 +372,13 @@ class Arithmetic(Task):
             return Batch(tokens, lengths, prompts)
         work = self._workspace(min(count, 2 * self._chunk))
         block_rows = work.rows
-        if not (self.under and split == "train"):
+        if ops is None:
             for lo in range(0, count, block_rows):
                 hi = min(count, lo + block_rows)
                 self._block(rng, work, None, tokens[lo:hi], lengths[lo:hi], prompts[lo:hi])
             return Batch(tokens, lengths, prompts)
-        # Operator counts k in 1..n with P(k) proportional to k. Rows are processed in order of
-        # decreasing k (the rows still expanding at step t are a prefix, and a block of small k
-        # works on small states), then put back in place.
-        cum = np.cumsum(np.arange(1, self.n + 1))
-        ops = np.searchsorted(cum, rng.random(count) * cum[-1], side="right") + 1
+        # Rows are processed in order of decreasing k (the rows still expanding at step t are a
+        # prefix, and a block of small k works on small states), then put back in place.
         order = np.argsort((self.n - ops).astype(np.int8), kind="stable")  # a radix sort
         block, block_lengths, block_prompts = work.unordered(self.max_len)
         for lo in range(0, count, block_rows):
@@ -377,6 +389,30 @@ class Arithmetic(Task):
             tokens[rows] = block[:m]
             lengths[rows], prompts[rows] = block_lengths[:m], block_prompts[:m]
         return Batch(tokens, lengths, prompts)
+
+    # --- the training split's mix of operator counts (`under`) ----------------------------------
+    def under_quotas(self, size: int) -> list[int]:
+        """The public rule's first phase for a training split of `size`: how many k-operator samples
+        to draw for k = 1..n, int(k / T * size) with T = n(n + 1) / 2 (in floating point, as the
+        public code computes it), before repeated prompts are dropped."""
+        total = self.n * (self.n + 1) // 2
+        return [int(k / total * size) for k in range(1, self.n + 1)]
+
+    def split_plan(self, rng: np.random.Generator, split: str, size: int) -> list | None:
+        """How `generation.fill_split` draws the training split with `under`: the quota draws of
+        `under_quotas` (their operator counts shuffled, so that the rows are mixed), then n-operator
+        samples until the split is full. None (one stage of `generate`) for the other splits."""
+        if not (self.under and split == "train"):
+            return None
+        ops = rng.permutation(np.repeat(np.arange(1, self.n + 1), self.under_quotas(size)))
+
+        def quota(rng, start, count):
+            return self._generate(rng, count, ops[start : start + count])
+
+        def full(rng, start, count):
+            return self._generate(rng, count, None)
+
+        return [(len(ops), quota), (None, full)]
 
     @property
     def _chunk(self) -> int:
