@@ -67,6 +67,15 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-size", type=int, default=20_000, help="samples of each generated dataset")
     tr.add_argument("--out", type=Path, help="default: reports/bench/train.json (train_cpu.json on the CPU)")
     tr.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
+    tr.add_argument("--compile", default="auto",
+                    help="comma-separated train.compile modes to time each cell with (default: %(default)s)")
+    tr.add_argument("--cells", default="",
+                    help="comma-separated WIDTHxL cells, L one of 44, 212, 508 (default: the issue's cells)")
+    tr.add_argument("--only", default="", help="comma-separated record names to time (default: every variant)")
+    tr.add_argument("--sweep", action="store_true",
+                    help="instead: time the train stage on a sweep of 12 small runs, sequential eager against "
+                         "its defaults (writes reports/bench/sweep.json)")
+    tr.add_argument("--sweep-steps", type=int, default=600, help="training steps of each sweep run")
     return top
 
 
@@ -114,9 +123,17 @@ def dispatch(args) -> None:
 
         device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         gpu = device == "cuda"
+        batch = args.batch or (512 if gpu else 16)
+        if args.sweep:
+            out = args.out or Path("reports/bench/sweep.json" if gpu else "reports/bench/sweep_cpu.json")
+            bench_train.run_sweep(out, args.sweep_steps, args.train_size, batch, args.git_rev)
+            return
         out = args.out or Path("reports/bench/train.json" if gpu else "reports/bench/train_cpu.json")
-        bench_train.run(out, device, bench_train.GPU_CELLS if gpu else bench_train.CPU_CELLS,
-                        args.batch or (512 if gpu else 16), args.warmup, args.steps, args.train_size, args.git_rev)
+        cells = [tuple(int(x) for x in c.split("x")) for c in args.cells.split(",")] if args.cells else \
+            bench_train.GPU_CELLS if gpu else bench_train.CPU_CELLS
+        bench_train.run(out, device, cells, batch, args.warmup,
+                        args.steps, args.train_size, args.git_rev, tuple(args.compile.split(",")),
+                        tuple(filter(None, args.only.split(","))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,6 +144,10 @@ class Run:
         return f"{self.dataset}-{self.attention}-w{self.width}-s{self.seed}"
 
 
+# train.compile: how a training step runs on a GPU (see training.compiled_loss); auto picks by width
+COMPILE_MODES = ("auto", "none", "cudagraphs", "inductor", "inductor-cudagraphs")
+
+
 @dataclass(frozen=True)
 class TrainParams:
     sweep: str
@@ -159,16 +163,18 @@ class TrainParams:
     lr: float
     weight_decay: float
     warmup_steps: int
+    decay_steps: int
     grad_clip: float
     max_steps: int
     val_every: int
     stop_at: float
     val_generation: int
     concurrency: int
+    compile: str
 
     KEYS = ("sweep", "datasets", "attentions", "widths", "seeds", "layers", "heads", "dropout", "attention_options",
-            "batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "max_steps", "val_every", "stop_at",
-            "val_generation", "concurrency")
+            "batch_size", "lr", "weight_decay", "warmup_steps", "decay_steps", "grad_clip", "max_steps", "val_every",
+            "stop_at", "val_generation", "concurrency", "compile")
 
     @property
     def runs(self) -> list[Run]:
@@ -177,7 +183,8 @@ class TrainParams:
 
     def training(self) -> dict:
         """The settings every run shares (what a finished run is compared against to be reused)."""
-        skip = {"sweep", "datasets", "attentions", "widths", "seeds", "concurrency"}
+        # how runs are scheduled and compiled decides no weights (beyond a GPU's own nondeterminism)
+        skip = {"sweep", "datasets", "attentions", "widths", "seeds", "concurrency", "compile"}
         return {k: getattr(self, k) for k in self.KEYS if k not in skip}
 
     @classmethod
@@ -219,6 +226,12 @@ class TrainParams:
         concurrency = section["concurrency"]
         if concurrency != "auto":
             concurrency = _int(concurrency, at("concurrency"), 1)
+        decay_steps = _int(section["decay_steps"], at("decay_steps"), 0)
+        if decay_steps > max_steps:
+            raise ParamError(f"{at('decay_steps')}: at most train.max_steps ({max_steps}), got {decay_steps}")
+        compile_mode = section["compile"]
+        if compile_mode not in COMPILE_MODES:
+            raise ParamError(f"{at('compile')}: expected one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
         return cls(
             sweep=sweep,
             datasets=_list(section["datasets"], at("datasets"), dataset),
@@ -233,12 +246,14 @@ class TrainParams:
             lr=_number(section["lr"], at("lr"), 0.0, low_open=True, high=1.0),
             weight_decay=_number(section["weight_decay"], at("weight_decay"), 0.0),
             warmup_steps=_int(section["warmup_steps"], at("warmup_steps"), 0),
+            decay_steps=decay_steps,
             grad_clip=_number(section["grad_clip"], at("grad_clip"), 0.0),
             max_steps=max_steps,
             val_every=val_every,
             stop_at=_number(section["stop_at"], at("stop_at"), 0.0, 1.0),
             val_generation=_int(section["val_generation"], at("val_generation"), 0),
             concurrency=0 if concurrency == "auto" else concurrency,
+            compile=compile_mode,
         )
 
 

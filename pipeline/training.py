@@ -53,10 +53,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def rows(self, rows: torch.Tensor):
-        """Batch of the given rows, trimmed to its longest sequence."""
+    def rows(self, rows: torch.Tensor, trim: bool = True):
+        """Batch of the given rows, trimmed to its longest sequence (or at the split's full width:
+        one shape for every training batch, which compiled code and CUDA graphs need; the padding
+        is causally after every graded token and changes no loss)."""
         lengths = self.lengths[rows]
-        return self.tokens[rows, : int(lengths.max())], lengths, self.prompts[rows]
+        tokens = self.tokens[rows, : int(lengths.max())] if trim else self.tokens[rows]
+        return tokens, lengths, self.prompts[rows]
 
 
 class Batches:
@@ -76,14 +79,17 @@ class Batches:
 
 class TrainStream:
     """Training batches as an endless stream: batch s of the stream is batch s mod P of pass s // P
-    over the training split (P batches a pass), each pass shuffled by its own generator seeded with
-    (seed, pass). One iteration yields `epoch_steps` batches from the position `start()` (the global
-    step), so a resumed run continues exactly where its checkpoint was taken."""
+    over the training split (P whole batches a pass: the few samples left over are in the next
+    pass's batches, since each pass is shuffled by its own generator seeded with (seed, pass)).
+    Every batch has the same shape. One iteration yields `epoch_steps` batches from the position
+    `start()` (the global step), so a resumed run continues exactly where its checkpoint was taken."""
 
     def __init__(self, split: Split, batch_size: int, seed: int, epoch_steps: int, start) -> None:
         self.split, self.batch_size, self.seed = split, batch_size, seed
         self.epoch_steps, self.start = epoch_steps, start
-        self.per_pass = math.ceil(len(split) / batch_size)
+        if len(split) < batch_size:
+            raise ValueError(f"batch size {batch_size} is larger than the training split ({len(split)} samples)")
+        self.per_pass = len(split) // batch_size
         self._order: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -99,7 +105,8 @@ class TrainStream:
         first = self.start()
         for step in range(first, first + self.epoch_steps):
             data_pass, index = divmod(step, self.per_pass)
-            yield self.split.rows(self.order(data_pass)[index * self.batch_size : (index + 1) * self.batch_size])
+            rows = self.order(data_pass)[index * self.batch_size : (index + 1) * self.batch_size]
+            yield self.split.rows(rows, trim=False)
 
 
 class ChainDataModule(L.LightningDataModule):
@@ -150,8 +157,11 @@ class ChainModule(L.LightningModule):
         self.diverged: str | None = None  # why training stopped early, if it diverged
         self._bad = None  # device flag: a non-finite loss since the last validation (no sync per step)
 
+    compile: str = "none"  # how training steps run on a GPU (`COMPILE`); set by `fit`, not a hyperparameter
+
     def on_fit_start(self) -> None:
         self.trainer.datamodule.place(self.device)
+        self._train_loss = compiled_loss(self.chain_loss, self.compile if self.device.type == "cuda" else "none")
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(tokens)
@@ -160,11 +170,18 @@ class ChainModule(L.LightningModule):
         tokens, lengths, prompts = batch
         logits = self.model(tokens[:, :-1])
         target = chain_targets(tokens, lengths, prompts)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=IGNORE)
-        return logits, target, loss
+        return logits, target, chain_loss(logits, target)
+
+    def chain_loss(self, tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch: what a training step compiles (forward, then backward)."""
+        return chain_loss(self.model(tokens[:, :-1]), chain_targets(tokens, lengths, prompts))
 
     def training_step(self, batch, batch_idx):
-        _, _, loss = self.teacher_forced(batch)
+        if self.compile in GRAPHED:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
+        loss = self._train_loss(*batch)
+        if self.compile in GRAPHED:
+            loss = loss.clone()  # a graph's output is overwritten by its next replay; Lightning keeps this
         bad = ~torch.isfinite(loss.detach())
         self._bad = bad if self._bad is None else self._bad | bad
         self.log("train/loss", loss)
@@ -238,18 +255,70 @@ class ChainModule(L.LightningModule):
             (no_decay if param.ndim < 2 else decay).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=opt["lr"], betas=(0.9, 0.99),
+            lr=opt["lr"], betas=(0.9, 0.99), fused=self.device.type == "cuda",  # one kernel for every tensor
         )
         total = max(1, self.trainer.max_steps)
-        warmup = min(opt["warmup_steps"], total // 2)
-
-        def schedule(step: int) -> float:  # linear warm-up, then linear decay to 10%
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.1, 1.0 - 0.9 * (step - warmup) / max(1, total - warmup))
-
+        schedule = Schedule(total, opt["warmup_steps"], opt.get("decay_steps", total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # clipped here, not by the Trainer: Lightning refuses to clip for a fused optimizer (it
+        # cannot know that bf16 needs no unscaling); this is the same call the Trainer would make
+        if self.hparams.optim.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hparams.optim["grad_clip"])
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Learning-rate factor at a step: linear warm-up over `warmup` steps, constant, then a linear
+    decay to 10% over the last `decay` steps of `total` (decay = total - warmup: decay from the end
+    of warm-up on; decay = 0: constant to the end)."""
+
+    total: int
+    warmup: int
+    decay: int
+
+    def __call__(self, step: int) -> float:
+        warmup = min(self.warmup, self.total // 2)
+        start = max(warmup, self.total - self.decay)
+        if step < warmup:
+            return (step + 1) / warmup
+        if step < start:
+            return 1.0
+        return max(0.1, 1.0 - 0.9 * (step - start) / max(1, self.total - start))
+
+
+def chain_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=IGNORE)
+
+
+# How a training step runs on a GPU (train.compile; the CPU always runs eagerly, the same function):
+# none: eager kernels; cudagraphs: the eager kernels of forward and backward replayed as CUDA graphs
+# (no kernel compilation, removes launch overhead); inductor: fused, compiled kernels (torch.compile);
+# inductor-cudagraphs: compiled kernels replayed as CUDA graphs (torch.compile's reduce-overhead).
+COMPILE = ("none", "cudagraphs", "inductor", "inductor-cudagraphs")
+GRAPHED = ("cudagraphs", "inductor-cudagraphs")
+
+
+def compiled_loss(loss, mode: str):
+    if mode == "none":
+        return loss
+    if mode == "cudagraphs":
+        return torch.compile(loss, backend="cudagraphs", dynamic=False)
+    if mode in ("inductor", "inductor-cudagraphs"):
+        return torch.compile(loss, mode="reduce-overhead" if mode in GRAPHED else "default", dynamic=False)
+    raise ValueError(f"train.compile: unknown mode {mode!r} (known: auto, {', '.join(COMPILE)})")
+
+
+def compile_mode(setting: str, width: int) -> str:
+    """train.compile for a run: `auto` picks by width, from `bench-train`'s measurements."""
+    if setting != "auto":
+        return setting
+    return "cudagraphs" if width < AUTO_INDUCTOR_WIDTH else "inductor-cudagraphs"
+
+
+AUTO_INDUCTOR_WIDTH = 256  # below this, kernel launches dominate and compiling them is not worth its time
 
 
 def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
@@ -260,7 +329,8 @@ def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
              "layers": settings["layers"], "heads": settings["heads"], "dropout": settings["dropout"],
              "attention": run["attention"], "attention_options": options}
     return ChainModule(model=model, task={"name": meta["task"], "n": meta["n"]},
-                       optim={k: settings[k] for k in ("lr", "weight_decay", "warmup_steps")},
+                       optim={k: settings[k] for k in ("lr", "weight_decay", "warmup_steps", "decay_steps",
+                                                       "grad_clip")},
                        eos_id=meta["vocab"].index("<eos>"), unique_chain=meta["unique_chain"],
                        val_generation=settings["val_generation"])
 
@@ -274,6 +344,7 @@ def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=F
     L.seed_everything(run["seed"], workers=True, verbose=False)
     gpu = torch.cuda.is_available()
     module = build_module(meta, run, settings)
+    module.compile = compile_mode(settings.get("compile", "auto"), run["width"])
     dm = ChainDataModule(folder, meta, settings["batch_size"], seed=run["seed"], epoch_steps=settings["val_every"])
     # both written after a validation, when early stopping has already seen it: best.ckpt on
     # improvement, last.ckpt every time (what a resumed run starts from)
@@ -286,7 +357,7 @@ def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=F
     trainer = L.Trainer(
         accelerator="auto", devices=1, precision="bf16-mixed" if gpu else "32-true",
         max_steps=settings["max_steps"], max_epochs=-1, check_val_every_n_epoch=1,
-        gradient_clip_val=settings["grad_clip"] or None, deterministic=not gpu, logger=logger,
+        deterministic=not gpu, logger=logger,
         callbacks=[checkpoints, latest, stop, *callbacks], enable_progress_bar=False, enable_model_summary=False,
         log_every_n_steps=max(1, min(50, settings["val_every"])), default_root_dir=out, num_sanity_val_steps=0,
     )

@@ -4,8 +4,8 @@ out_i = phi(q_i) . sum_{j<=i} phi(k_j) v_j^T / phi(q_i) . sum_{j<=i} phi(k_j)
 
 The fast path is chunked: inside a chunk of C positions the quadratic form (C x C), across chunks a
 running state (dim x dim) and normaliser (dim). Cost O(L C d + L d^2), plain PyTorch, so it runs
-and differentiates on the CPU and the GPU alike (on the GPU through torch.compile, which fuses the
-elementwise work). Sums are kept in float32 whatever the input type.
+and differentiates on the CPU and the GPU alike (a GPU training step compiles it with the rest of
+the model: `training.compiled_loss`). Sums are kept in float32 whatever the input type.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ class LinearAttention(Attention):
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise AttentionError(f"linear chunk size must be an integer >= 1, got {chunk!r}")
         self.chunk = chunk
-        self._compiled = None
 
     def options(self) -> dict:
         return {"chunk": self.chunk}
@@ -46,10 +45,6 @@ class LinearAttention(Attention):
         return ((a @ v.double()) / a.sum(-1, keepdim=True)).to(v.dtype)
 
     def forward(self, q, k, v):
-        if q.is_cuda:  # the same function, compiled: fusing the elementwise work halves the time
-            if self._compiled is None:
-                self._compiled = torch.compile(self.chunked)  # lengths vary by batch: dynamic after one recompile
-            return self._compiled(q, k, v)
         return self.chunked(q, k, v)
 
     def chunked(self, q, k, v):

@@ -134,14 +134,20 @@ class SparseAttention(Attention):
     def _fixed_flex(self, q, k, v):
         """FlexAttention over [keys; summary keys]: the block mask skips every block a query does not
         see, because the summary keys no longer sit in every block of the sequence."""
-        from torch.nn.attention.flex_attention import create_block_mask
-
         batch, heads, length, dim = q.shape
         b, c = self.block, self.summary
         nb, (kb, vb) = self._blocks(k, v)
         ks = kb[..., b - c :, :].reshape(batch, heads, nb * c, dim)
         vs = vb[..., b - c :, :].reshape(batch, heads, nb * c, dim)
-        key = (length, q.device)
+        mask = self._flex_mask(length, nb, q.device)
+        return compiled_flex()(q, torch.cat([k, ks], 2), torch.cat([v, vs], 2), block_mask=mask)
+
+    @torch.compiler.disable  # built once per length, outside any compiled training step
+    def _flex_mask(self, length: int, nb: int, device):
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        b, c = self.block, self.summary
+        key = (length, device)
         if key not in self._flex_masks:
             def mask_mod(bi, hi, qi, ki):
                 local = (ki < length) & (ki <= qi) & (ki // b == qi // b)
@@ -150,8 +156,8 @@ class SparseAttention(Attention):
 
             # _compile builds the block mask tile by tile instead of materialising L x (L + S)
             self._flex_masks[key] = create_block_mask(mask_mod, None, None, length, length + nb * c,
-                                                      device=q.device, _compile=True)
-        return compiled_flex()(q, torch.cat([k, ks], 2), torch.cat([v, vs], 2), block_mask=self._flex_masks[key])
+                                                      device=device, _compile=True)
+        return self._flex_masks[key]
 
     # --- incremental decoding ----------------------------------------------------------------------
     def init_state(self, batch, heads, head_dim, device, dtype) -> KVCache:

@@ -73,16 +73,19 @@ def baseline_tokens_per_s(vocab: int, length: int, width: int, batch: int, devic
 
 
 class StepTimer(Callback):
-    """Seconds and positions of the training steps after `warmup`."""
+    """Seconds and positions of the training steps after `warmup`, and the seconds before them
+    (start-up: moving the data, compiling, capturing graphs)."""
 
     def __init__(self, warmup: int, device: str) -> None:
         self.warmup, self.device = warmup, device
-        self.start, self.seconds, self.positions = None, 0.0, 0
+        self.begin = time.perf_counter()
+        self.start, self.seconds, self.positions, self.startup = None, 0.0, 0, None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup:
             sync(self.device)
             self.start = time.perf_counter()
+            self.startup = self.start - self.begin
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.start is not None:
@@ -91,66 +94,158 @@ class StepTimer(Callback):
             self.seconds = time.perf_counter() - self.start
 
 
+def settings(batch: int, steps: int, compile_mode: str, options: dict | None = None) -> dict:
+    """Training settings of a benchmark run (the train section's shape; no early stop)."""
+    return {"layers": 3, "heads": 4, "dropout": 0.1, "attention_options": options or {}, "batch_size": batch,
+            "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 10, "decay_steps": steps, "grad_clip": 1.0,
+            "max_steps": steps, "val_every": steps, "stop_at": 1.0, "val_generation": 0, "compile": compile_mode}
+
+
 def stage_tokens_per_s(folder: Path, meta: dict, attention: str, width: int, batch: int, device: str,
-                       warmup: int, steps: int, work: Path) -> tuple[float, float | None]:
-    """The train stage's training of one run, on the dataset at `folder`: tokens/s, peak GPU GiB."""
+                       warmup: int, steps: int, work: Path, compile_mode: str = "auto",
+                       options: dict | None = None) -> dict:
+    """The train stage's training of one run, on the dataset at `folder`: tokens/s, start-up
+    seconds, peak GPU GiB."""
     from ..training import fit
 
-    settings = {"layers": 3, "heads": 4, "dropout": 0.1, "attention_options": {}, "batch_size": batch,
-                "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 10, "grad_clip": 1.0,
-                "max_steps": warmup + steps, "val_every": warmup + steps, "stop_at": 1.0, "val_generation": 0}
     timer = StepTimer(warmup, device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     fit(folder, meta, work / f"{attention}-w{width}", {"attention": attention, "width": width, "seed": 0},
-        settings, callbacks=[timer])
+        settings(batch, warmup + steps, compile_mode, {attention: options} if options else None), callbacks=[timer])
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-    return timer.positions / timer.seconds, peak
+    return {"tokens_per_s": timer.positions / timer.seconds, "startup_seconds": timer.startup, "peak_gpu_gib": peak}
+
+
+def variants(device: str) -> list[tuple[str, str, dict]]:
+    """(record name, attention type, options): each registered type as it benchmarks itself."""
+    from ..attention import ATTENTION
+
+    return [(name, attention, options) for attention, cls in ATTENTION.items()
+            for name, options in cls.benchmark_variants(device).items()]
 
 
 def run(out: Path, device: str, cells: list[tuple[int, int]], batch: int, warmup: int, steps: int,
-        train_size: int, git: str | None = None) -> dict:
-    from ..attention import ATTENTION
+        train_size: int, git: str | None = None, compiles: tuple[str, ...] = ("auto",),
+        only: tuple[str, ...] = ()) -> dict:
+    """Every cell (width, L) x variant (`only`: these record names) x compile mode; a record that
+    fails carries its error and the benchmark goes on."""
     from ..cost import flops_per_token
     from ..data import verify
-    from ..generation import write_dataset
     from ..stages.runtime import quiet
-    from ..tasks import make_task
+    from ..training import compile_mode
 
     quiet()
     peak = matmul_peak(device)
+    head = {**provenance(device, git), "command": "python -m pipeline bench-train --device "
+            f"{device} --batch {batch} --steps {steps} --compile {','.join(compiles)} --cells "
+            + ",".join(f"{w}x{n}" for w, n in cells) + (f" --only {','.join(only)}" if only else ""),
+            "bf16_matmul_peak_flops": peak, "batch": batch, "warmup_steps": warmup, "timed_steps": steps}
     records = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
         for width, length in cells:
-            if length not in DATASETS:
-                raise ValueError(f"bench-train: no dataset for L={length} (known: {sorted(DATASETS)})")
-            task_name, n = DATASETS[length]
-            task = make_task(task_name, n)
-            folder = tmp / f"{task_name}_n{n}"
-            if not folder.exists():
-                write_dataset(task, {"train": train_size, "val": 64, "test": 64}, 0, folder)
+            folder = dataset(tmp, length, train_size)
             meta = verify(folder)
             vocab, seq = len(meta["vocab"]), meta["max_len"]
             base = baseline_tokens_per_s(vocab, seq, width, batch, device, warmup, steps)
-            for attention in ATTENTION:
-                rate, memory = stage_tokens_per_s(folder, meta, attention, width, batch, device, warmup, steps, tmp)
-                model_flops = 3 * flops_per_token(seq, width, 3, 4, vocab, attention)
-                record = {"attention": attention, "width": width, "L": seq + 1, "tokens_per_s": rate,
-                          "baseline_tokens_per_s": base, "ratio": rate / base,
-                          "mfu": rate * model_flops / peak if peak else None, "peak_gpu_gib": memory}
-                records.append(record)
-                print(f"bench-train: {attention} w{width} L={seq + 1}: {rate / 1e6:.2f} M tokens/s, baseline "
-                      f"{base / 1e6:.2f}, ratio {rate / base:.2f}"
-                      + (f", MFU {record['mfu']:.1%}" if record["mfu"] else ""), flush=True)
+            for name, attention, options in variants(device):
+                if only and name not in only:
+                    continue
+                for mode in compiles:
+                    record = {"attention": name, "width": width, "L": seq + 1,
+                              "compile": compile_mode(mode, width) if device == "cuda" else "none",
+                              "baseline_tokens_per_s": base}
+                    try:
+                        record |= stage_tokens_per_s(folder, meta, attention, width, batch, device, warmup, steps,
+                                                     tmp, mode, options)
+                    except Exception as err:  # recorded, not fatal: one failing path must not hide the rest
+                        record |= {"error": f"{type(err).__name__}: {str(err).strip()[:300]}"}
+                        print(f"bench-train: {name} w{width} L={seq + 1} {record['compile']}: {record['error']}",
+                              flush=True)
+                        records.append(record)
+                        continue
+                    model_flops = 3 * flops_per_token(seq, width, 3, 4, vocab, attention)
+                    rate = record["tokens_per_s"]
+                    record |= {"ratio": rate / base, "mfu": rate * model_flops / peak if peak else None}
+                    records.append(record)
+                    write(out, {**head, "records": records})  # so far: a benchmark cut short keeps its records
+                    print(f"bench-train: {name} w{width} L={seq + 1} {record['compile']}: {rate / 1e6:.2f} M tokens/s,"
+                          f" baseline {base / 1e6:.2f}, ratio {rate / base:.2f}"
+                          + (f", MFU {record['mfu']:.1%}" if record["mfu"] else "")
+                          + f", start-up {record['startup_seconds']:.1f}s"
+                          + (f", {record['peak_gpu_gib']:.1f} GiB" if record["peak_gpu_gib"] else ""), flush=True)
+    result = {**head, "records": records}
+    write(out, result)
+    return result
+
+
+def dataset(tmp: Path, length: int, train_size: int) -> Path:
+    """A generated dataset with L = max_len + 1 (`DATASETS`), made once per benchmark."""
+    from ..generation import write_dataset
+    from ..tasks import make_task
+
+    if length not in DATASETS:
+        raise ValueError(f"bench-train: no dataset for L={length} (known: {sorted(DATASETS)})")
+    task_name, n = DATASETS[length]
+    folder = tmp / f"{task_name}_n{n}"
+    if not folder.exists():
+        write_dataset(make_task(task_name, n), {"train": train_size, "val": 256, "test": 256}, 0, folder)
+    return folder
+
+
+def provenance(device: str, git: str | None) -> dict:
     import lightning
 
-    result = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-              "git_rev": git or git_rev(),
-              "command": f"python -m pipeline bench-train --device {device} --batch {batch} --steps {steps}",
-              "versions": {"torch": torch.__version__, "lightning": lightning.__version__},
-              "bf16_matmul_peak_flops": peak, "batch": batch, "warmup_steps": warmup, "timed_steps": steps,
-              "records": records}
+    return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+            "git_rev": git or git_rev(), "versions": {"torch": torch.__version__, "lightning": lightning.__version__}}
+
+
+def write(out: Path, result: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+SWEEP_WIDTHS = [32, 64, 96, 128]
+
+
+def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | None = None,
+              widths: list[int] = SWEEP_WIDTHS) -> dict:
+    """The train stage (`stages.train.run`, W&B and bookkeeping included) on a sweep of small models
+    (ED n=12, L=212, every attention type x `widths`), twice in a fresh project: one run after the
+    other eagerly, then as the stage runs them by default (concurrency and compile: auto)."""
+    import os
+
+    import yaml
+
+    from ..attention import ATTENTION
+    from ..stages import train as train_stage
+
+    timings = {}
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        data.mkdir()
+        folder = dataset(data, 212, train_size)
+        section = {"sweep": "bench", "datasets": [folder.name], "attentions": list(ATTENTION), "widths": widths,
+                   "seeds": [0], **settings(batch, steps, "auto"), "val_every": steps // 2, "val_generation": 64,
+                   "concurrency": "auto"}
+        home = Path.cwd()
+        try:
+            os.chdir(tmp)
+            for label, concurrency, mode in (("sequential_eager", 1, "none"), ("stage_default", "auto", "auto")):
+                (tmp / "params.yaml").write_text(yaml.safe_dump(
+                    {"train": {**section, "sweep": label, "concurrency": concurrency, "compile": mode}}))
+                start = time.perf_counter()
+                train_stage.run(tmp / "params.yaml", data, tmp / f"runs-{label}", tmp / f"runtime-{label}")
+                timings[label] = time.perf_counter() - start
+                print(f"bench-train: sweep {label}: {timings[label]:.1f}s", flush=True)
+        finally:
+            os.chdir(home)
+    result = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
+              "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
+              "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps,
+              "batch": batch, "seconds": timings,
+              "speedup": timings["sequential_eager"] / timings["stage_default"]}
+    write(out, result)
     return result

@@ -168,7 +168,10 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         if not (data / name).exists():
             raise DataError(f"{params_path}: train.datasets: dataset {name!r} not found in {data} "
                             "(is it in generate.tasks?)")
-        verify(data / name)
+        meta = verify(data / name)
+        if meta["splits"]["train"]["count"] < params.batch_size:
+            raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
+                             f"split of {name} ({meta['splits']['train']['count']} samples)")
     check_writable(runs)
     check_writable(runtime)
     remove_temporaries(runs)  # what a killed earlier attempt was writing
