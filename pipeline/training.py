@@ -343,6 +343,8 @@ def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=F
     remove once it has recorded the result."""
     L.seed_everything(run["seed"], workers=True, verbose=False)
     gpu = torch.cuda.is_available()
+    if gpu:  # float32 products (linear attention's sums) on tensor cores, accumulated in float32
+        torch.set_float32_matmul_precision("high")
     module = build_module(meta, run, settings)
     module.compile = compile_mode(settings.get("compile", "auto"), run["width"])
     dm = ChainDataModule(folder, meta, settings["batch_size"], seed=run["seed"], epoch_steps=settings["val_every"])

@@ -1,4 +1,4 @@
-"""The GPU paths (FlexAttention for sparse, bf16 kernels) against the float64 reference.
+"""The GPU paths (FlexAttention and the masked fused kernel for sparse, bf16 kernels) against the float64 reference.
 
 Skipped without a GPU; run on the device machine with `pytest tests/test_attention_gpu.py`."""
 
@@ -11,8 +11,10 @@ from pipeline.attention import make_attention
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-CONFIGS = [("standard", {}), ("sparse", {}), ("sparse", {"flex": True}), ("sparse", {"flex": True, "summary": 3}),
-           ("sparse", {"pattern": "strided"}), ("linear", {})]
+CONFIGS = [("standard", {}), ("sparse", {}), ("sparse", {"path": "blocks"}), ("sparse", {"path": "flex"}),
+           ("sparse", {"path": "flex", "summary": 3}), ("sparse", {"path": "dense", "summary": 3}),
+           ("sparse", {"pattern": "strided", "path": "blocks"}), ("sparse", {"pattern": "strided", "path": "dense"}),
+           ("linear", {})]
 
 
 def rel(a, b) -> float:
@@ -20,7 +22,7 @@ def rel(a, b) -> float:
 
 
 CASES = [(name, options, length) for name, options in CONFIGS
-         for length in ([300, 1000] if options.get("flex") or name == "linear" else [1, 100, 300, 1000])]
+         for length in ([300, 1000] if options.get("path") == "flex" or name == "linear" else [1, 100, 300, 1000])]
 
 
 @pytest.mark.parametrize(("name", "options", "length"), CASES)  # compiled paths: fewer shapes

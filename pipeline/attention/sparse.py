@@ -4,12 +4,18 @@ Fixed pattern: its own block of B positions, plus the last c positions ("summary
 block. Strided pattern: the previous B positions, plus every position a multiple of B back. With
 B near sqrt(L) each position attends to O(sqrt(L)) others.
 
-The fast path never forms the L x L score matrix. It reshapes the sequence into blocks and computes
-two small score tensors that it normalises together: the block-local scores and the scores against
-the few keys that other blocks offer (the summary keys, or the same residue mod B). This is plain
-tensor algebra, so it runs on the CPU (with backward) and the GPU alike; on the GPU the fixed
-pattern can also use FlexAttention with the summary keys gathered after the sequence, so that its
-block mask really skips the blocks a query does not see.
+Three fast paths compute the same function (`path`; tests compare each with the reference):
+- `blocks` never forms the L x L score matrix. It reshapes the sequence into blocks and computes
+  two small score tensors that it normalises together: the block-local scores and the scores
+  against the few keys that other blocks offer (the summary keys, or the same residue mod B). Plain
+  tensor algebra, on the CPU (with backward) and the GPU alike.
+- `flex` (fixed pattern, GPU): FlexAttention with the summary keys gathered after the sequence, so
+  that its block mask really skips the blocks a query does not see: the fastest at long lengths.
+- `dense`: fused softmax attention (scaled_dot_product_attention) with the pattern as a boolean
+  mask. It does the dense work, but at the lengths of the paper's tasks (L <= ~510) a fused kernel
+  over a 0.25M-entry mask beats the small batched products of `blocks` (bench-train measures it).
+`auto` takes `dense` up to DENSE_MAX_LEN positions, then `flex` on the GPU (fixed pattern), else
+`blocks`. Which path runs changes the speed of training, never the model's cost (`keys_attended`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import torch.nn.functional as F
 from .base import Attention, AttentionError, KVCache, softmax_attention, wide
 
 PATTERNS = ("fixed", "strided")
+PATHS = ("auto", "blocks", "flex", "dense")
+DENSE_MAX_LEN = 1024  # `auto` uses the masked fused kernel up to this length
 
 
 class SparseAttention(Attention):
@@ -29,7 +37,7 @@ class SparseAttention(Attention):
     label = "Sparse Transformer"
 
     def __init__(self, max_len: int, block: int | None = None, summary: int = 1, pattern: str = "fixed",
-                 flex: bool = False) -> None:
+                 path: str = "auto") -> None:
         super().__init__(max_len)
         block = math.ceil(math.sqrt(max_len)) if block is None else block
         if isinstance(block, bool) or not isinstance(block, int) or block < 1:
@@ -38,7 +46,11 @@ class SparseAttention(Attention):
             raise AttentionError(f"sparse summary must be an integer in 1..block ({block}), got {summary!r}")
         if pattern not in PATTERNS:
             raise AttentionError(f"sparse pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
-        self.block, self.summary, self.pattern, self.flex = block, summary, pattern, flex
+        if path not in PATHS:
+            raise AttentionError(f"sparse path must be one of {', '.join(PATHS)}, got {path!r}")
+        if path == "flex" and pattern != "fixed":
+            raise AttentionError("sparse path 'flex' needs the fixed pattern")
+        self.block, self.summary, self.pattern, self.path = block, summary, pattern, path
         self._flex_masks: dict = {}
 
     def options(self) -> dict:
@@ -46,8 +58,9 @@ class SparseAttention(Attention):
 
     @classmethod
     def benchmark_variants(cls, device: str) -> dict[str, dict]:
-        # on the GPU the fastest correct path (FlexAttention), and the plain-tensor path for comparison
-        return {"sparse": {"flex": True}, "sparse_blocks": {}} if device == "cuda" else {"sparse": {}}
+        # the path `auto` takes, and each path on its own for comparison
+        paths = ("blocks", "dense", "flex") if device == "cuda" else ("blocks", "dense")
+        return {"sparse": {}, **{f"sparse_{p}": {"path": p} for p in paths}}
 
     # --- the pattern, by definition ------------------------------------------------------------
     def allowed(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -79,8 +92,18 @@ class SparseAttention(Attention):
         return softmax_attention(q, k, v, self.mask(q.shape[2], q.device))
 
     # --- fast paths ------------------------------------------------------------------------------
+    def chosen_path(self, length: int, cuda: bool) -> str:
+        if self.path != "auto":
+            return self.path
+        if length <= DENSE_MAX_LEN:
+            return "dense"
+        return "flex" if cuda and self.pattern == "fixed" else "blocks"
+
     def forward(self, q, k, v):
-        if self.pattern == "fixed" and self.flex and q.is_cuda:
+        path = self.chosen_path(q.shape[2], q.is_cuda)
+        if path == "dense":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask(q.shape[2], q.device))
+        if path == "flex":
             return self._fixed_flex(q, k, v)
         return self._fixed_blocks(q, k, v) if self.pattern == "fixed" else self._strided_blocks(q, k, v)
 

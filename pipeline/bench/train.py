@@ -88,10 +88,11 @@ class StepTimer(Callback):
             self.startup = self.start - self.begin
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.start is not None:
+        if self.start is not None:  # no synchronisation between steps: the stage has none either
             self.positions += batch[0].shape[0] * (batch[0].shape[1] - 1)
-            sync(self.device)
-            self.seconds = time.perf_counter() - self.start
+            if trainer.global_step >= trainer.max_steps:
+                sync(self.device)
+                self.seconds = time.perf_counter() - self.start
 
 
 def settings(batch: int, steps: int, compile_mode: str, options: dict | None = None) -> dict:
