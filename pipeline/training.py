@@ -304,6 +304,9 @@ GRAPHED = ("cudagraphs", "inductor-cudagraphs")
 def compiled_loss(loss, mode: str):
     if mode == "none":
         return loss
+    # a process trains runs one after another: without a reset, each new model is a recompilation
+    # of the same code, and after dynamo's limit (8) it silently falls back to eager kernels
+    torch._dynamo.reset()
     if mode == "cudagraphs":
         return torch.compile(loss, backend="cudagraphs", dynamic=False)
     if mode in ("inductor", "inductor-cudagraphs"):

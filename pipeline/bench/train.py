@@ -53,9 +53,19 @@ def matmul_peak(device: str, size: int = 8192, repeat: int = 20) -> float | None
 
 def baseline_tokens_per_s(vocab: int, length: int, width: int, batch: int, device: str, warmup: int,
                           steps: int) -> float:
-    from .baseline import BaselineGPT
 
     torch.manual_seed(0)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # float32 as the public code trains (fit allows TF32)
+    try:
+        return _baseline(vocab, length, width, batch, device, warmup, steps)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+
+def _baseline(vocab: int, length: int, width: int, batch: int, device: str, warmup: int, steps: int) -> float:
+    from .baseline import BaselineGPT
+
     model = BaselineGPT(vocab, length, width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     tokens = torch.randint(1, vocab, (batch, length), device=device)
