@@ -25,7 +25,9 @@ def test_bench_train_writes_every_type_with_a_ratio(tmp_path):
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
     assert {"device", "git_rev", "command", "records"} <= set(saved)
-    assert {r["attention"] for r in saved["records"]} == {"standard", "sparse", "linear"}
+    # every registered type, plus the sparse paths it benchmarks on its own
+    assert {r["attention"] for r in saved["records"]} == {"standard", "sparse", "linear", "sparse_blocks",
+                                                          "sparse_dense"}
     for r in saved["records"]:
         assert r["tokens_per_s"] > 0 and r["baseline_tokens_per_s"] > 0 and r["L"] == 44
         assert r["ratio"] == r["tokens_per_s"] / r["baseline_tokens_per_s"] and r["mfu"] is None
