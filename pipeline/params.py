@@ -261,17 +261,26 @@ class TrainParams:
 class EvaluateParams:
     batch_size: int
     generation_samples: int | None  # answer accuracy by generation on this many test samples (None: all)
+    concurrency: int = 0  # runs evaluated at once (0: auto, 1 on the CPU, several on a GPU)
+
+    KEYS = ("batch_size", "generation_samples", "concurrency")
+
+    def grading(self) -> dict:
+        """The settings that decide a run's scores (what a results file is compared against)."""
+        return {"batch_size": self.batch_size, "generation_samples": self.generation_samples}
 
     @classmethod
     def parse(cls, section, where: str = "evaluate") -> EvaluateParams:
         section = _mapping(section, where)
-        _only(section, {"batch_size", "generation_samples"}, where)
-        for key in ("batch_size", "generation_samples"):
+        _only(section, set(cls.KEYS), where)
+        for key in cls.KEYS:
             if key not in section:
                 raise ParamError(f"{where}.{key}: missing")
         limit = section["generation_samples"]
+        concurrency = section["concurrency"]
         return cls(_int(section["batch_size"], f"{where}.batch_size", 1),
-                   None if limit is None else _int(limit, f"{where}.generation_samples", 1))
+                   None if limit is None else _int(limit, f"{where}.generation_samples", 1),
+                   0 if concurrency == "auto" else _int(concurrency, f"{where}.concurrency", 1))
 
 
 @dataclass(frozen=True)

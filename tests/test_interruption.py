@@ -119,7 +119,7 @@ def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path
     # the evaluations agree too
     for path in (whole, cut):
         (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": TRAIN, "evaluate": {
-            "batch_size": 64, "generation_samples": 16}}))
+            "batch_size": 64, "generation_samples": 16, "concurrency": 1}}))
         finish(start(["evaluate"], path))
     assert (whole / "results" / f"{RUN}.json").read_bytes() == (cut / "results" / f"{RUN}.json").read_bytes()
 

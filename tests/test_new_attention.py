@@ -80,7 +80,7 @@ def test_a_registered_type_runs_through_train_evaluate_and_report(mean_attention
                   "batch_size": 32, "lr": 0.003, "weight_decay": 0.01, "warmup_steps": 2, "decay_steps": 4,
                   "grad_clip": 1.0, "max_steps": 6, "val_every": 3, "stop_at": 1.0, "val_generation": 8,
                   "concurrency": 1, "compile": "auto"},
-        "evaluate": {"batch_size": 16, "generation_samples": 8},
+        "evaluate": {"batch_size": 16, "generation_samples": 8, "concurrency": 1},
         "report": {"thresholds": [0.9]},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -190,7 +190,8 @@ def test_bad_training_input_fails_before_training(dataset, tmp_path, change, nee
 
 
 def test_evaluate_without_training_fails_clearly(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"batch_size": 8, "generation_samples": 4}}))
+    evaluate = {"batch_size": 8, "generation_samples": 4, "concurrency": 1}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": evaluate}))
     result = cli(["evaluate"], tmp_path)
     assert result.returncode == 2 and "no trained runs" in result.stderr and not (tmp_path / "results").exists()
 
@@ -221,3 +222,23 @@ def test_progress_lines_while_a_run_trains_in_any_terminal_or_log(dataset, tmp_p
     err = capsys.readouterr().err
     assert "train [1/1] lis_n5-standard-w16-s5: step 20/20, val acc" in err
     assert "GPU available" not in err and "Tip" not in err
+
+
+def test_runs_trained_and_evaluated_side_by_side_equal_one_after_another(dataset, tmp_path):
+    """The process pools of the train and evaluate stages (what a GPU uses) give the results of the
+    sequential path, bit for bit on the CPU."""
+    from pipeline.stages import evaluate as evaluate_stage
+
+    outcome = {}
+    for workers in (1, 2):
+        root = tmp_path / f"workers{workers}"
+        root.mkdir()
+        train = {**TRAIN, "attentions": ["standard", "linear"], "max_steps": 10, "decay_steps": 5,
+                 "concurrency": workers}
+        (root / "params.yaml").write_text(yaml.safe_dump(
+            {"train": train, "evaluate": {"batch_size": 16, "generation_samples": 8, "concurrency": workers}}))
+        train_stage.run(root / "params.yaml", dataset, root / "runs", root / "runtime")
+        evaluate_stage.run(root / "params.yaml", dataset, root / "runs", root / "results", root / "runtime-eval",
+                           root / "metrics.json")
+        outcome[workers] = {p.name: json.loads(p.read_text()) for p in sorted((root / "results").glob("*.json"))}
+    assert len(outcome[1]) == 2 and outcome[1] == outcome[2]

@@ -17,6 +17,8 @@ import hashlib
 import json
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from ..data import DataError, verify
@@ -54,7 +56,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
     """`meta`: the run's dataset's meta.json, already checked against its files."""
     run = Run(**train["run"])
     ckpt = check_weights(runs / run_id, train)
-    blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.__dict__,
+    blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.grading(),
                        "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     out = results / f"{run_id}.json"
@@ -71,7 +73,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
 
         start = time.perf_counter()
         logger = wandb_logger(run, train["sweep"], meta, "evaluate",
-                              {"run": train["run"], "evaluate": params.__dict__, "evaluation_key": key})
+                              {"run": train["run"], "evaluate": params.grading(), "evaluation_key": key})
         scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples, run.seed,
                           logger, [Progress(f"evaluate {position}{run_id}")])
         logger.experiment.summary.update(scores)
@@ -82,10 +84,18 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
     result = {"evaluation_key": key, **identity, **training, **scores, **derived(ckpt),
               "status": "finished" if train["status"] == "finished" else "failed"}
     write_json(out, result)
-    return {**result, "reused": reused}
+    return {**result, "reused": reused, "position": position}
 
 
 SCORES = ("exact_match", "answer_acc", "token_acc", "answer_samples", "graded_acc")
+
+
+def _report(r: dict) -> dict:
+    how = "reused" if r["reused"] else "evaluated"
+    text = (f"graded accuracy {r['graded_acc']:.4f} (exact match {r['exact_match']:.4f}, "
+            f"answer {r['answer_acc']:.4f})" if r["status"] == "finished" else f"FAILED: {r['reason']}")
+    say(f"evaluate {r['position']}{r['run']}: {how}, {text}")
+    return r
 
 
 def summary(records: list[dict]) -> dict:
@@ -120,15 +130,18 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     remove_temporaries(results)  # what a killed earlier attempt was writing
     remove_temporaries(runtime)
     quiet()
-    records = []
-    for i, (run_id, train) in enumerate(trains.items(), 1):
-        where = f"[{i}/{len(trains)}] "
-        r = evaluate_run(run_id, train, params, data, metas[train["run"]["dataset"]], runs, results, runtime, where)
-        records.append(r)
-        how = "reused" if r["reused"] else "evaluated"
-        text = (f"graded accuracy {r['graded_acc']:.4f} (exact match {r['exact_match']:.4f}, "
-                f"answer {r['answer_acc']:.4f})" if r["status"] == "finished" else f"FAILED: {r['reason']}")
-        say(f"evaluate {where}{run_id}: {how}, {text}")
+    import torch
+
+    n = len(trains)
+    where = [f"[{i}/{n}] " for i in range(1, n + 1)]
+    jobs = [(run_id, train, params, data, metas[train["run"]["dataset"]], runs, results, runtime, w)
+            for (run_id, train), w in zip(trains.items(), where)]
+    workers = params.concurrency or (min(8, n) if torch.cuda.is_available() else 1)
+    if workers == 1 or n <= 1:
+        records = [_report(evaluate_run(*job)) for job in jobs]
+    else:  # several processes share the GPU: small models' generation is bound by kernel launches
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=quiet) as pool:
+            records = [_report(r) for r in pool.map(evaluate_run, *zip(*jobs))]
     wanted = {f"{run_id}.json" for run_id in trains}
     for folder in (results, runtime):  # results of runs that left the sweep (their runs stay in runs/)
         for stale in folder.glob("*.json"):
