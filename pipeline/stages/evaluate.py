@@ -25,7 +25,7 @@ from ..data import DataError, verify
 from ..deps import code_hash
 from ..params import EvaluateParams, Run, load_section
 from .io import check_writable, read_json, remove_temporaries, say, write_json
-from .runtime import Progress, device, quiet, versions
+from .runtime import Progress, device, quiet, versions, worker_setup
 from .tracking import wandb_logger
 from .train import DATA, RUNS, SWEEP, check_weights
 
@@ -140,7 +140,8 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     if workers == 1 or n <= 1:
         records = [_report(evaluate_run(*job)) for job in jobs]
     else:  # several processes share the GPU: small models' generation is bound by kernel launches
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=quiet) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
+                                 initargs=(workers,)) as pool:
             records = [_report(r) for r in pool.map(evaluate_run, *zip(*jobs))]
     wanted = {f"{run_id}.json" for run_id in trains}
     for folder in (results, runtime):  # results of runs that left the sweep (their runs stay in runs/)

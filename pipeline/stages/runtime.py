@@ -32,6 +32,18 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def worker_setup(workers: int) -> None:
+    """A pool process of a stage: quiet, and on the CPU its share of the cores (torch would take
+    them all in every process, and oversubscribed cores run several times slower)."""
+    import os
+
+    import torch
+
+    quiet()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 class Progress(Callback):
     """A line now and then while a run trains or is evaluated: where it is and its latest accuracy."""
 

@@ -29,7 +29,7 @@ from ..data import DataError, read_meta, sha256, verify
 from ..deps import code_hash
 from ..params import ParamError, Run, TrainParams, load_section
 from .io import check_writable, read_json, remove_temporaries, say, write_json
-from .runtime import Progress, SegmentClock, quiet, runtime_info
+from .runtime import Progress, SegmentClock, quiet, runtime_info, worker_setup
 from .tracking import wandb_logger
 
 DATA = Path("data/datasets")
@@ -185,7 +185,8 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     if workers == 1:
         results = [_report(p, train_run(r, params, data, runs, runtime, p)) for r, p in zip(todo, where)]
     else:  # several processes share the GPU; each trains its runs one after the other
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=quiet) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
+                                 initargs=(workers,)) as pool:
             n = len(todo)
             results = [_report(p, r) for p, r in zip(where, pool.map(
                 train_run, todo, [params] * n, [data] * n, [runs] * n, [runtime] * n, where))]
