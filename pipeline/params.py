@@ -163,7 +163,7 @@ class TrainParams:
     lr: float
     weight_decay: float
     warmup_steps: int
-    decay_steps: int
+    decay_fraction: float
     grad_clip: float
     max_steps: int
     val_every: int
@@ -173,7 +173,7 @@ class TrainParams:
     compile: str
 
     KEYS = ("sweep", "datasets", "attentions", "widths", "seeds", "layers", "heads", "dropout", "attention_options",
-            "batch_size", "lr", "weight_decay", "warmup_steps", "decay_steps", "grad_clip", "max_steps", "val_every",
+            "batch_size", "lr", "weight_decay", "warmup_steps", "decay_fraction", "grad_clip", "max_steps", "val_every",
             "stop_at", "val_generation", "concurrency", "compile")
 
     @property
@@ -226,9 +226,6 @@ class TrainParams:
         concurrency = section["concurrency"]
         if concurrency != "auto":
             concurrency = _int(concurrency, at("concurrency"), 1)
-        decay_steps = _int(section["decay_steps"], at("decay_steps"), 0)
-        if decay_steps > max_steps:
-            raise ParamError(f"{at('decay_steps')}: at most train.max_steps ({max_steps}), got {decay_steps}")
         compile_mode = section["compile"]
         if compile_mode not in COMPILE_MODES:
             raise ParamError(f"{at('compile')}: expected one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
@@ -246,7 +243,7 @@ class TrainParams:
             lr=_number(section["lr"], at("lr"), 0.0, low_open=True, high=1.0),
             weight_decay=_number(section["weight_decay"], at("weight_decay"), 0.0),
             warmup_steps=_int(section["warmup_steps"], at("warmup_steps"), 0),
-            decay_steps=decay_steps,
+            decay_fraction=_number(section["decay_fraction"], at("decay_fraction"), 0.0, 1.0),
             grad_clip=_number(section["grad_clip"], at("grad_clip"), 0.0),
             max_steps=max_steps,
             val_every=val_every,

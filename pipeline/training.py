@@ -258,7 +258,7 @@ class ChainModule(L.LightningModule):
             lr=opt["lr"], betas=(0.9, 0.99), fused=self.device.type == "cuda",  # one kernel for every tensor
         )
         total = max(1, self.trainer.max_steps)
-        schedule = Schedule(total, opt["warmup_steps"], opt.get("decay_steps", total))
+        schedule = Schedule(total, opt["warmup_steps"], round(opt["decay_fraction"] * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -272,8 +272,8 @@ class ChainModule(L.LightningModule):
 @dataclass(frozen=True)
 class Schedule:
     """Learning-rate factor at a step: linear warm-up over `warmup` steps, constant, then a linear
-    decay to 10% over the last `decay` steps of `total` (decay = total - warmup: decay from the end
-    of warm-up on; decay = 0: constant to the end)."""
+    decay to 10% over the last `decay` steps of `total` (train.decay_fraction of them; decay = 0:
+    constant to the end; decay >= total - warmup: decay from the end of warm-up on)."""
 
     total: int
     warmup: int
@@ -332,7 +332,7 @@ def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
              "layers": settings["layers"], "heads": settings["heads"], "dropout": settings["dropout"],
              "attention": run["attention"], "attention_options": options}
     return ChainModule(model=model, task={"name": meta["task"], "n": meta["n"]},
-                       optim={k: settings[k] for k in ("lr", "weight_decay", "warmup_steps", "decay_steps",
+                       optim={k: settings[k] for k in ("lr", "weight_decay", "warmup_steps", "decay_fraction",
                                                        "grad_clip")},
                        eos_id=meta["vocab"].index("<eos>"), unique_chain=meta["unique_chain"],
                        val_generation=settings["val_generation"])

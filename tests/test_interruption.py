@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN = {
     "sweep": "kill", "datasets": ["lis_n5"], "attentions": ["linear"], "widths": [16], "seeds": [0],
     "layers": 2, "heads": 4, "dropout": 0.1, "attention_options": {}, "batch_size": 32, "lr": 0.003,
-    "weight_decay": 0.01, "warmup_steps": 5, "decay_steps": 43, "grad_clip": 1.0, "max_steps": 48,
+    "weight_decay": 0.01, "warmup_steps": 5, "decay_fraction": 0.9, "grad_clip": 1.0, "max_steps": 48,
     "val_every": 4, "stop_at": 1.0,
     "val_generation": 8, "concurrency": 1, "compile": "auto",
 }  # 300 training samples: 10 batches a pass, so most checkpoints fall in the middle of a pass

@@ -77,7 +77,7 @@ def test_a_registered_type_runs_through_train_evaluate_and_report(mean_attention
     params = {
         "train": {"sweep": "toy", "datasets": ["lis_n5"], "attentions": ["standard", "mean"], "widths": [16],
                   "seeds": [0], "layers": 2, "heads": 4, "dropout": 0.0, "attention_options": {"mean": {"scale": 0.5}},
-                  "batch_size": 32, "lr": 0.003, "weight_decay": 0.01, "warmup_steps": 2, "decay_steps": 4,
+                  "batch_size": 32, "lr": 0.003, "weight_decay": 0.01, "warmup_steps": 2, "decay_fraction": 0.7,
                   "grad_clip": 1.0, "max_steps": 6, "val_every": 3, "stop_at": 1.0, "val_generation": 8,
                   "concurrency": 1, "compile": "auto"},
         "evaluate": {"batch_size": 16, "generation_samples": 8, "concurrency": 1},

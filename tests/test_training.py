@@ -28,7 +28,7 @@ from wandb_records import summary_of  # noqa: E402
 TRAIN = {
     "sweep": "test-sweep", "datasets": ["lis_n5"], "attentions": ["standard"], "widths": [16], "seeds": [0],
     "layers": 2, "heads": 4, "dropout": 0.1, "attention_options": {}, "batch_size": 32, "lr": 0.003,
-    "weight_decay": 0.01, "warmup_steps": 5, "decay_steps": 15, "grad_clip": 1.0, "max_steps": 20,
+    "weight_decay": 0.01, "warmup_steps": 5, "decay_fraction": 0.75, "grad_clip": 1.0, "max_steps": 20,
     "val_every": 5, "stop_at": 0.995,
     "val_generation": 16, "concurrency": 1, "compile": "auto",
 }
@@ -238,7 +238,7 @@ def test_runs_trained_and_evaluated_side_by_side_equal_one_after_another(dataset
             torch.set_num_threads(threads)
         root = tmp_path / f"workers{workers}"
         root.mkdir()
-        train = {**TRAIN, "attentions": ["standard", "linear"], "max_steps": 10, "decay_steps": 5,
+        train = {**TRAIN, "attentions": ["standard", "linear"], "max_steps": 10,
                  "concurrency": workers}
         (root / "params.yaml").write_text(yaml.safe_dump(
             {"train": train, "evaluate": {"batch_size": 16, "generation_samples": 8, "concurrency": workers}}))
@@ -247,3 +247,15 @@ def test_runs_trained_and_evaluated_side_by_side_equal_one_after_another(dataset
                            root / "metrics.json")
         outcome[workers] = {p.name: json.loads(p.read_text()) for p in sorted((root / "results").glob("*.json"))}
     assert len(outcome[1]) == 2 and outcome[1] == outcome[2]
+
+
+def test_schedule_warms_up_holds_then_decays_to_a_tenth():
+    from pipeline.training import Schedule
+
+    wsd = Schedule(total=100, warmup=10, decay=20)
+    assert [wsd(s) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert wsd(10) == wsd(50) == wsd(80) == 1.0  # constant until the last 20 steps
+    assert wsd(90) == 1.0 - 0.9 * 10 / 20 and abs(wsd(99) - (1.0 - 0.9 * 19 / 20)) < 1e-12
+    assert all(Schedule(100, 10, 0)(s) == 1.0 for s in range(10, 100))  # no decay: constant to the end
+    old = Schedule(100, 10, 90)  # decay from the end of warm-up: the earlier schedule
+    assert all(old(s) == max(0.1, 1.0 - 0.9 * (s - 10) / 90) for s in range(10, 100))

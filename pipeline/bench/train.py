@@ -108,7 +108,7 @@ class StepTimer(Callback):
 def settings(batch: int, steps: int, compile_mode: str, options: dict | None = None) -> dict:
     """Training settings of a benchmark run (the train section's shape; no early stop)."""
     return {"layers": 3, "heads": 4, "dropout": 0.1, "attention_options": options or {}, "batch_size": batch,
-            "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 10, "decay_steps": steps, "grad_clip": 1.0,
+            "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 10, "decay_fraction": 1.0, "grad_clip": 1.0,
             "max_steps": steps, "val_every": steps, "stop_at": 1.0, "val_generation": 0, "compile": compile_mode}
 
 
