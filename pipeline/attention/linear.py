@@ -50,7 +50,7 @@ class LinearAttention(Attention):
     def chunked(self, q, k, v):
         batch, heads, length, dim = q.shape
         acc = wide(q).dtype
-        c = self.chunk
+        c = min(self.chunk, length)  # a sequence shorter than a chunk is one chunk, unpadded
         nc = -(-length // c)
         pad = nc * c - length
         # Padding after phi: padded keys are 0 and add nothing to any state; padded queries are 1 so
