@@ -76,6 +76,25 @@ def parser() -> argparse.ArgumentParser:
                     help="instead: time the train stage on a sweep of 12 small runs, sequential eager against "
                          "its defaults (writes reports/bench/sweep.json)")
     tr.add_argument("--sweep-steps", type=int, default=600, help="training steps of each sweep run")
+    st = sub.add_parser("study-schedule", help="the schedule study: validation accuracy against sequences seen")
+    st.add_argument("--datasets", default="ed_n12,lis_n110", help="comma-separated (default: %(default)s)")
+    st.add_argument("--attentions", default="standard,sparse,linear", help="comma-separated (default: %(default)s)")
+    st.add_argument("--widths", default="256", help="comma-separated (default: %(default)s)")
+    st.add_argument("--lrs", default="5e-4,1e-3,2e-3", help="comma-separated learning rates (default: %(default)s)")
+    st.add_argument("--dropouts", default="0", help="comma-separated (default: %(default)s)")
+    st.add_argument("--extra-dropout", default="standard=0.1",
+                    help="ATTENTION=DROPOUT pairs also trained at every lr (default: %(default)s)")
+    st.add_argument("--sequences", type=int, default=4_000_000, help="cap on training sequences per configuration")
+    st.add_argument("--batch", type=int, default=512, help="sequences per step (default: %(default)s)")
+    st.add_argument("--val-every", type=int, default=250, help="steps between validations (default: %(default)s)")
+    st.add_argument("--warmup", type=int, default=200, help="warm-up steps (default: %(default)s)")
+    st.add_argument("--stop-at", type=float, default=0.995, help="stop a configuration at this accuracy")
+    st.add_argument("--train-size", type=int, default=1_000_000, help="training samples of each dataset")
+    st.add_argument("--only", default="", help="train only configurations whose name contains one of these "
+                                               "comma-separated strings")
+    st.add_argument("--out", type=Path, default=Path("reports/convergence"), help="default: %(default)s")
+    st.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
+    st.add_argument("--plot", action="store_true", help="only draw curves.png and table.md from study.json")
     return top
 
 
@@ -116,6 +135,21 @@ def dispatch(args) -> None:
         result = attention.run(out, device, lengths, args.tokens or (2**17 if gpu else 2**13),
                                repeat=args.repeat, git=args.git_rev)
         attention.plot(result, out.with_suffix(".png"))
+    elif args.command == "study-schedule":
+        from .bench import convergence
+
+        if not args.plot:
+            split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+            extra = dict(pair.split("=") for pair in split(args.extra_dropout))
+            chosen = convergence.configs(split(args.datasets), split(args.attentions),
+                                         [int(w) for w in split(args.widths)], [float(x) for x in split(args.lrs)],
+                                         [float(x) for x in split(args.dropouts)],
+                                         {k: float(v) for k, v in extra.items()})
+            if args.only:
+                chosen = [c for c in chosen if any(part in c.name for part in split(args.only))]
+            convergence.run(args.out, chosen, args.batch, args.sequences, args.val_every, args.warmup, args.stop_at,
+                            args.train_size, args.git_rev)
+        convergence.plot(args.out)
     elif args.command == "bench-train":
         import torch
 

@@ -207,7 +207,9 @@ class ChainModule(L.LightningModule):
         pred = logits.argmax(-1)
         self.val_token_acc(pred, target)
         self.val_exact.update(exact_match(pred, target).float())
-        if self._generate_now(batch, self.val_generation):
+        # free generation only where it grades (a chain that is not unique: arithmetic); elsewhere
+        # exact match is greedy decoding already, and generating repeats it one token at a time
+        if not self.unique_chain and self._generate_now(batch, self.val_generation):
             self.val_answer.update(answer_correct(self.model, *batch, self.eos_id).float())
         self.log("val/loss", loss)
 

@@ -31,3 +31,31 @@ def test_bench_train_writes_every_type_with_a_ratio(tmp_path):
     for r in saved["records"]:
         assert r["tokens_per_s"] > 0 and r["baseline_tokens_per_s"] > 0 and r["L"] == 44
         assert r["ratio"] == r["tokens_per_s"] / r["baseline_tokens_per_s"] and r["mfu"] is None
+
+
+def test_schedule_study_records_curves_composes_and_plots(tmp_path):
+    from pipeline.bench import convergence
+
+    chosen = convergence.configs(["lis_n3"], ["standard", "linear"], [16], [3e-3], [0.0], {"standard": 0.1})
+    assert [c.name for c in chosen] == ["lis_n3-standard-w16-lr0.003-d0", "lis_n3-standard-w16-lr0.003-d0.1",
+                                        "lis_n3-linear-w16-lr0.003-d0"]
+    # a first session trains one configuration, a second the others: one study
+    convergence.run(tmp_path, chosen[:1], batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
+                    train_size=300, git="test")
+    study = convergence.run(tmp_path, chosen, batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
+                            train_size=300, git="test")
+    assert list(study["runs"]) == [c.name for c in chosen]
+    for record in study["runs"].values():
+        assert [p["sequences"] for p in record["curve"]] == [80, 160] and record["status"] == "finished"
+        assert record["settings"]["decay_fraction"] == 0.0 and record["git_rev"] == "test"
+        assert all(0.0 <= p["acc"] <= 1.0 for p in record["curve"])
+    convergence.plot(tmp_path)
+    table = (tmp_path / "table.md").read_text()
+    assert (tmp_path / "curves.png").stat().st_size > 0 and all(c.name in table for c in chosen)
+
+
+def test_first_sequences_at_a_threshold():
+    from pipeline.bench.convergence import first_at
+
+    points = [{"sequences": 10, "acc": 0.5}, {"sequences": 20, "acc": 0.95}, {"sequences": 30, "acc": 0.999}]
+    assert first_at(points, 0.9) == 20 and first_at(points, 0.99) == 30 and first_at(points, 1.0) is None

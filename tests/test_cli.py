@@ -109,7 +109,8 @@ def write_params(tmp_path: Path, change) -> Path:
         (lambda g: g.update(seed=1.5), ["generate.seed"]),
         (lambda g: g.pop("seed"), ["generate.seed", "missing"]),
         (lambda g: g["tasks"].update(arithmetic={"sizes": [1, 3]}), ["generate.tasks.arithmetic.sizes[0]", "473"]),
-        (lambda g: g["tasks"]["ed"].update(options={"using": 99}), ["generate.tasks.ed.sizes[0]", "using"]),
+        (lambda g: g["tasks"].update(ed={"sizes": [4], "options": {"using": 99}}),
+         ["generate.tasks.ed.sizes[0]", "using"]),
         (lambda g: g["tasks"]["lis"].update(sizes=[]), ["generate.tasks.lis.sizes"]),
     ],
 )

@@ -1,0 +1,165 @@
+"""The schedule study of issue 9: validation accuracy against training sequences seen, for each
+configuration (task, attention, width, learning rate, dropout), trained by the train stage's own
+`training.fit` with a constant learning rate after warm-up (no decay: the study asks when each model
+leaves its plateau, which a decay would hide) and a cap on sequences.
+
+    python -m pipeline study-schedule                      # the issue's study, on the GPU
+    python -m pipeline study-schedule --only ed_n12-linear  # configurations whose name contains this
+    python -m pipeline study-schedule --plot               # curves.png and table.md from study.json
+
+Each configuration's curve is added to `study.json` as soon as it is trained, keyed by its name,
+so several GPU sessions, each training a share, compose into one study; a configuration already
+in the file is skipped. `--plot` reads only the JSON (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+OUT = Path("reports/convergence")
+TASKS = {"ed": {"using": 8}, "lis": {"number_range": None}, "arithmetic": {"p": 11, "under": True},
+         "ed_local": {"using": 8, "band": 2}}
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str
+    n: int
+    attention: str
+    width: int
+    lr: float
+    dropout: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}_n{self.n}-{self.attention}-w{self.width}-lr{self.lr:g}-d{self.dropout:g}"
+
+
+def configs(datasets: list[str], attentions: list[str], widths: list[int], lrs: list[float],
+            dropouts: list[float], extra_dropout: dict[str, float]) -> list[Config]:
+    """Every dataset x attention x width x lr x dropout, plus `extra_dropout` (attention -> dropout)
+    at every lr: the issue's dropout 0.1 for the standard model."""
+    out = []
+    for dataset in datasets:
+        task, n = dataset.rsplit("_n", 1)
+        for attention in attentions:
+            for width in widths:
+                for lr in lrs:
+                    drops = list(dropouts) + ([extra_dropout[attention]] if attention in extra_dropout else [])
+                    out += [Config(task, int(n), attention, width, lr, d) for d in dict.fromkeys(drops)]
+    return out
+
+
+def settings(config: Config, batch: int, sequences: int, val_every: int, warmup: int, stop_at: float) -> dict:
+    steps = max(val_every, sequences // batch // val_every * val_every)
+    return {"layers": 3, "heads": 4, "dropout": config.dropout, "attention_options": {}, "batch_size": batch,
+            "lr": config.lr, "weight_decay": 0.01, "warmup_steps": warmup, "decay_fraction": 0.0, "grad_clip": 1.0,
+            "max_steps": steps, "val_every": val_every, "stop_at": stop_at, "val_generation": 256,
+            "compile": "auto"}
+
+
+def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, work: Path) -> dict:
+    from lightning.pytorch.callbacks import Callback
+
+    from ..training import fit
+
+    class Curve(Callback):
+        def __init__(self) -> None:
+            self.points = []
+
+        def on_validation_end(self, trainer, module) -> None:
+            m = trainer.callback_metrics
+            self.points.append({"step": trainer.global_step,
+                                "sequences": trainer.global_step * run_settings["batch_size"],
+                                **{k.split("/")[1]: round(float(m[k]), 6) for k in
+                                   ("val/acc", "val/loss", "val/token_acc") if k in m}})
+
+    curve = Curve()
+    start = time.perf_counter()
+    result = fit(folder, meta, work / config.name, {"attention": config.attention, "width": config.width, "seed": 0},
+                 run_settings, callbacks=[curve])
+    return {"config": asdict(config), "settings": run_settings, "status": result["status"],
+            "reason": result["reason"], "seconds": round(time.perf_counter() - start, 1), "curve": curve.points,
+            **{f"sequences_to_{int(t * 100)}": first_at(curve.points, t) for t in (0.9, 0.99)}}
+
+
+def first_at(points: list[dict], threshold: float) -> int | None:
+    return next((p["sequences"] for p in points if p.get("acc", -1) >= threshold), None)
+
+
+def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: int, warmup: int, stop_at: float,
+        train_size: int, git: str | None = None) -> dict:
+    from ..bench.train import provenance
+    from ..data import verify
+    from ..generation import write_dataset
+    from ..stages.runtime import quiet
+    from ..tasks import make_task
+
+    quiet()
+    path = out / "study.json"
+    study = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory(prefix="study-") as tmp:
+        tmp = Path(tmp)
+        for config in chosen:
+            if config.name in study["runs"]:
+                print(f"study: {config.name}: already in {path}, skipped", flush=True)
+                continue
+            folder = tmp / f"{config.task}_n{config.n}"
+            if not folder.exists():
+                write_dataset(make_task(config.task, config.n, **TASKS[config.task]),
+                              {"train": train_size, "val": 1000, "test": 16}, 2023, folder)
+            record = train_curve(config, folder, verify(folder),
+                                 settings(config, batch, sequences, val_every, warmup, stop_at), tmp)
+            record |= {**provenance(device, git), "train_size": train_size}
+            study["runs"][config.name] = record
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(study, indent=1) + "\n")  # after every configuration
+            last = record["curve"][-1] if record["curve"] else {}
+            print(f"study: {config.name}: {record['status']}, acc {last.get('acc')} after {last.get('sequences')} "
+                  f"sequences, 90% at {record['sequences_to_90']}, 99% at {record['sequences_to_99']}, "
+                  f"{record['seconds']}s", flush=True)
+    return study
+
+
+def plot(out: Path) -> None:
+    """curves.png (one panel per dataset, one line per configuration) and table.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study = json.loads((out / "study.json").read_text())
+    runs = sorted(study["runs"].values(), key=lambda r: Config(**r["config"]).name)
+    datasets = sorted({(r["config"]["task"], r["config"]["n"]) for r in runs})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    for ax, (task, n) in zip(axes[0], datasets):
+        for r in (r for r in runs if (r["config"]["task"], r["config"]["n"]) == (task, n)):
+            c = r["config"]
+            ax.plot([p["sequences"] / 1e6 for p in r["curve"]], [p.get("acc", float("nan")) for p in r["curve"]],
+                    label=f"{c['attention']} w{c['width']} lr {c['lr']:g} dropout {c['dropout']:g}")
+        ax.set(title=f"{task} n={n}", xlabel="training sequences (millions)", ylabel="validation accuracy",
+               ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    lines = ["| configuration | status | sequences to 90% | sequences to 99% | last accuracy | sequences seen "
+             "| seconds |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in runs:
+        last = r["curve"][-1] if r["curve"] else {}
+        fmt = lambda v: "not reached" if v is None else f"{v / 1e6:.2f}M"  # noqa: E731
+        lines.append(f"| {Config(**r['config']).name} | {r['status']} | {fmt(r['sequences_to_90'])} | "
+                     f"{fmt(r['sequences_to_99'])} | {last.get('acc')} | {fmt(last.get('sequences'))} | "
+                     f"{r['seconds']} |")
+    revs = sorted({r.get("git_rev") for r in runs if r.get("git_rev")})
+    (out / "table.md").write_text("# Schedule study: validation accuracy against sequences seen\n\n"
+                                  "Constant learning rate after warm-up, no decay; `python -m pipeline "
+                                  f"study-schedule` at {', '.join(revs)}. Curves: curves.png.\n\n"
+                                  + "\n".join(lines) + "\n")
