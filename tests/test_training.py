@@ -259,3 +259,15 @@ def test_schedule_warms_up_holds_then_decays_to_a_tenth():
     assert all(Schedule(100, 10, 0)(s) == 1.0 for s in range(10, 100))  # no decay: constant to the end
     old = Schedule(100, 10, 90)  # decay from the end of warm-up: the earlier schedule
     assert all(old(s) == max(0.1, 1.0 - 0.9 * (s - 10) / 90) for s in range(10, 100))
+
+
+def test_gpu_concurrency_leaves_room_for_the_largest_run():
+    from pipeline.stages.train import gpu_workers, peak_gib
+
+    h200 = 139.0
+    # measured peaks (reports/bench/train.json, batch 512) stay below the estimate
+    assert peak_gib(512, 212, 1024, 3) > 20.3 and peak_gib(512, 508, 256, 3) > 10.3
+    assert gpu_workers(48, peak_gib(256, 220, 256, 3), h200) == 8  # profiles/gpu.yaml: small models, 8 at once
+    largest = peak_gib(512, 508, 1024, 3)  # the paper's largest cell
+    assert gpu_workers(260, largest, h200) == 2 and 2 * largest < 0.85 * h200
+    assert gpu_workers(3, 1.0, h200) == 3 and gpu_workers(5, 500.0, h200) == 1

@@ -150,6 +150,24 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     return {**record, "train_seconds": info["train_seconds"]}
 
 
+# Peak GPU memory of one run, GiB per (sequence x position x width x layer) of a batch, bf16-mixed:
+# the largest measured by bench-train (reports/bench/train.json, H200, batch 512) is 6.1e-8
+# (linear, w1024, L=212); a margin above it.
+PEAK_GIB_PER_UNIT = 7e-8
+
+
+def peak_gib(batch: int, length: int, width: int, layers: int) -> float:
+    """Estimated peak GPU memory of one run's training (activations dominate)."""
+    return PEAK_GIB_PER_UNIT * batch * length * width * layers + 0.5
+
+
+def gpu_workers(runs: int, largest_gib: float, device_gib: float, cap: int = 8) -> int:
+    """Runs at once on one GPU under `concurrency: auto`: up to `cap` (small models are bound by
+    kernel launches, so several overlap), and no more than fit in 85% of its memory when every
+    process trains the sweep's largest run."""
+    return max(1, min(cap, runs, int(0.85 * device_gib // largest_gib)))
+
+
 def _tokens_per_s(folder: Path, steps: int, batch_size: int, seconds: float) -> float:
     import numpy as np
 
@@ -164,11 +182,13 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         check_attention(params)
     except ParamError as err:
         raise ParamError(f"{params_path}: {err}") from None
+    lengths = {}
     for name in params.datasets:  # every dataset complete and unchanged, before anything is written
         if not (data / name).exists():
             raise DataError(f"{params_path}: train.datasets: dataset {name!r} not found in {data} "
                             "(is it in generate.tasks?)")
         meta = verify(data / name)
+        lengths[name] = meta["max_len"]
         if meta["splits"]["train"]["count"] < params.batch_size:
             raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
                              f"split of {name} ({meta['splits']['train']['count']} samples)")
@@ -180,7 +200,13 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     import torch
 
     todo = params.runs
-    workers = params.concurrency or (min(8, len(todo)) if torch.cuda.is_available() else 1)
+    if params.concurrency:
+        workers = params.concurrency
+    elif torch.cuda.is_available():
+        largest = max(peak_gib(params.batch_size, lengths[r.dataset], r.width, params.layers) for r in todo)
+        workers = gpu_workers(len(todo), largest, torch.cuda.get_device_properties(0).total_memory / 2**30)
+    else:
+        workers = 1
     where = [f"[{i}/{len(todo)}] " for i in range(1, len(todo) + 1)]
     if workers == 1:
         results = [_report(p, train_run(r, params, data, runs, runtime, p)) for r, p in zip(todo, where)]
