@@ -20,10 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-OUT = Path("reports/convergence")
-TASKS = {"ed": {"using": 8}, "lis": {"number_range": None}, "arithmetic": {"p": 11, "under": True},
-         "ed_local": {"using": 8, "band": 2}}
-
 
 @dataclass(frozen=True)
 class Config:
@@ -55,11 +51,14 @@ def configs(datasets: list[str], attentions: list[str], widths: list[int], lrs: 
 
 
 def settings(config: Config, batch: int, sequences: int, val_every: int, warmup: int, stop_at: float) -> dict:
+    """bench-train's training settings, with the configuration's lr and dropout, no decay, and
+    validations (with early stop) every `val_every` steps up to the cap on sequences."""
+    from .train import settings as bench_settings
+
     steps = max(val_every, sequences // batch // val_every * val_every)
-    return {"layers": 3, "heads": 4, "dropout": config.dropout, "attention_options": {}, "batch_size": batch,
-            "lr": config.lr, "weight_decay": 0.01, "warmup_steps": warmup, "decay_fraction": 0.0, "grad_clip": 1.0,
-            "max_steps": steps, "val_every": val_every, "stop_at": stop_at, "val_generation": 256,
-            "compile": "auto"}
+    return {**bench_settings(batch, steps, "auto"), "dropout": config.dropout, "lr": config.lr,
+            "warmup_steps": warmup, "decay_fraction": 0.0, "val_every": val_every, "stop_at": stop_at,
+            "val_generation": 256}
 
 
 def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, work: Path) -> dict:
@@ -113,7 +112,7 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
                 continue
             folder = tmp / f"{config.task}_n{config.n}"
             if not folder.exists():
-                write_dataset(make_task(config.task, config.n, **TASKS[config.task]),
+                write_dataset(make_task(config.task, config.n),  # the tasks' defaults: the paper's options
                               {"train": train_size, "val": 1000, "test": 16}, 2023, folder)
             record = train_curve(config, folder, verify(folder),
                                  settings(config, batch, sequences, val_every, warmup, stop_at), tmp)

@@ -3,12 +3,14 @@ Lightning included, on a real generated dataset) against the public CoT_benchmar
 trains (`baseline.py`: float32, explicit masked softmax, AdamW), on the same device in one run.
 
     python -m pipeline bench-train                    # GPU: the issue's cells, writes reports/bench/train.json
-    python -m pipeline bench-train --device cpu --quick
+    python -m pipeline bench-train --device cpu --steps 3
+    python -m pipeline bench-train --sweep            # the train stage on 12 small runs (sweep.json)
 
-A token is one position of a training batch (batch x trimmed length), in both. Each measurement
-skips warm-up steps (compilation, allocator) and times the rest with the device synchronised at both
-ends. MFU is model FLOPs (3x the forward pass of `cost.py`: forward and backward) over the bf16
-matrix peak measured in the same run (a large bf16 matmul).
+A token is one position of a training batch (batch x length, every training batch at the split's
+full width), in both. Each measurement skips warm-up steps (compilation, graph capture, allocator)
+and times the rest with the device synchronised at both ends only. MFU is model FLOPs (3x the
+forward pass of `cost.py`: forward and backward) over the bf16 matrix peak measured in the same run
+(a large bf16 matmul).
 """
 
 from __future__ import annotations
