@@ -91,7 +91,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--stop-at", type=float, default=0.995, help="stop a configuration at this accuracy")
     st.add_argument("--train-size", type=int, default=1_000_000, help="training samples of each dataset")
     st.add_argument("--only", default="", help="train only configurations whose name contains one of these "
-                                               "comma-separated strings")
+                                               "comma-separated strings, in their order")
+    st.add_argument("--budget", type=float, help="seconds this command may take: configurations that would "
+                                                 "not fit are left for a later call")
     st.add_argument("--out", type=Path, default=Path("reports/convergence"), help="default: %(default)s")
     st.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
     st.add_argument("--plot", action="store_true", help="only draw curves.png and table.md from study.json")
@@ -145,10 +147,10 @@ def dispatch(args) -> None:
                                          [int(w) for w in split(args.widths)], [float(x) for x in split(args.lrs)],
                                          [float(x) for x in split(args.dropouts)],
                                          {k: float(v) for k, v in extra.items()})
-            if args.only:
-                chosen = [c for c in chosen if any(part in c.name for part in split(args.only))]
+            if args.only:  # in the order of --only's parts
+                chosen = list(dict.fromkeys(c for part in split(args.only) for c in chosen if part in c.name))
             convergence.run(args.out, chosen, args.batch, args.sequences, args.val_every, args.warmup, args.stop_at,
-                            args.train_size, args.git_rev)
+                            args.train_size, args.git_rev, args.budget)
         convergence.plot(args.out)
     elif args.command == "bench-train":
         import torch

@@ -49,6 +49,11 @@ def test_schedule_study_records_curves_composes_and_plots(tmp_path):
         assert [p["sequences"] for p in record["curve"]] == [80, 160] and record["status"] == "finished"
         assert record["settings"]["decay_fraction"] == 0.0 and record["git_rev"] == "test"
         assert all(0.0 <= p["acc"] <= 1.0 for p in record["curve"])
+    # a configuration that no longer fits the call's budget is left for a later call, not cut short
+    more = convergence.configs(["lis_n3"], ["linear"], [16], [1e-3], [0.0], {})
+    assert convergence.estimate(study, more[0]) == study["runs"][chosen[2].name]["seconds"]
+    assert list(convergence.run(tmp_path, more, batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
+                                train_size=300, git="test", budget=0.0)["runs"]) == [c.name for c in chosen]
     convergence.plot(tmp_path)
     table = (tmp_path / "table.md").read_text()
     assert (tmp_path / "curves.png").stat().st_size > 0 and all(c.name in table for c in chosen)
@@ -59,3 +64,12 @@ def test_first_sequences_at_a_threshold():
 
     points = [{"sequences": 10, "acc": 0.5}, {"sequences": 20, "acc": 0.95}, {"sequences": 30, "acc": 0.999}]
     assert first_at(points, 0.9) == 20 and first_at(points, 0.99) == 30 and first_at(points, 1.0) is None
+
+
+def test_sweep_benchmark_times_both_legs_and_the_evaluation(tmp_path):
+    out = tmp_path / "sweep.json"
+    result = bench_train.run_sweep(out, steps=2, train_size=200, batch=8, git="test", widths=[8], test_size=16)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert set(result["seconds"]) == {"sequential_eager", "stage_default", "evaluate_stage_default"}
+    assert result["runs"] == 3 and len(result["evaluate"]["seconds_per_run"]) == 3
+    assert result["speedup"] > 0 and result["evaluate"]["over_training"] > 0

@@ -90,8 +90,21 @@ def first_at(points: list[dict], threshold: float) -> int | None:
     return next((p["sequences"] for p in points if p.get("acc", -1) >= threshold), None)
 
 
+ESTIMATE_SECONDS = 150.0  # a configuration's guessed cost before any of its attention type is in the study
+
+
+def estimate(study: dict, config: Config) -> float:
+    """Seconds `config` will probably take: the longest recorded configuration of its attention type
+    and width (one that ran to the cap), else `ESTIMATE_SECONDS`."""
+    seconds = [r["seconds"] for r in study["runs"].values()
+               if (r["config"]["attention"], r["config"]["width"]) == (config.attention, config.width)]
+    return max(seconds, default=ESTIMATE_SECONDS)
+
+
 def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: int, warmup: int, stop_at: float,
-        train_size: int, git: str | None = None) -> dict:
+        train_size: int, git: str | None = None, budget: float | None = None) -> dict:
+    """`budget`: seconds this call may take; a configuration whose estimate no longer fits is left
+    for a later call (so a time-limited GPU call never kills one half-trained)."""
     from ..bench.train import provenance
     from ..data import verify
     from ..generation import write_dataset
@@ -99,6 +112,7 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
     from ..tasks import make_task
 
     quiet()
+    began = time.perf_counter()
     path = out / "study.json"
     study = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     import torch
@@ -109,6 +123,10 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
         for config in chosen:
             if config.name in study["runs"]:
                 print(f"study: {config.name}: already in {path}, skipped", flush=True)
+                continue
+            if budget is not None and time.perf_counter() - began + estimate(study, config) > budget:
+                print(f"study: {config.name}: left for a later call (about {estimate(study, config):.0f}s, "
+                      f"{budget - time.perf_counter() + began:.0f}s of the budget left)", flush=True)
                 continue
             folder = tmp / f"{config.task}_n{config.n}"
             if not folder.exists():

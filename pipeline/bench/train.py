@@ -193,7 +193,7 @@ def run(out: Path, device: str, cells: list[tuple[int, int]], batch: int, warmup
     return result
 
 
-def dataset(tmp: Path, length: int, train_size: int) -> Path:
+def dataset(tmp: Path, length: int, train_size: int, test_size: int = 256) -> Path:
     """A generated dataset with L = max_len + 1 (`DATASETS`), made once per benchmark."""
     from ..generation import write_dataset
     from ..tasks import make_task
@@ -203,7 +203,7 @@ def dataset(tmp: Path, length: int, train_size: int) -> Path:
     task_name, n = DATASETS[length]
     folder = tmp / f"{task_name}_n{n}"
     if not folder.exists():
-        write_dataset(make_task(task_name, n), {"train": train_size, "val": 256, "test": 256}, 0, folder)
+        write_dataset(make_task(task_name, n), {"train": train_size, "val": 256, "test": test_size}, 0, folder)
     return folder
 
 
@@ -220,18 +220,23 @@ def write(out: Path, result: dict) -> None:
 
 
 SWEEP_WIDTHS = [32, 64, 96, 128]
+SWEEP_EVALUATE = {"batch_size": 512, "generation_samples": 1000, "concurrency": "auto"}  # profiles/gpu.yaml's
+SWEEP_TEST_SIZE = 2000
 
 
 def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | None = None,
-              widths: list[int] = SWEEP_WIDTHS) -> dict:
+              widths: list[int] = SWEEP_WIDTHS, test_size: int = SWEEP_TEST_SIZE) -> dict:
     """The train stage (`stages.train.run`, W&B and bookkeeping included) on a sweep of small models
     (ED n=12, L=212, every attention type x `widths`), twice in a fresh project: one run after the
-    other eagerly, then as the stage runs them by default (concurrency and compile: auto)."""
+    other eagerly, then as the stage runs them by default (concurrency and compile: auto). Then the
+    evaluate stage on the second sweep's runs, as the GPU profile grades them (2000 test samples,
+    1000 of them by free generation), timed against that sweep's training."""
     import os
 
     import yaml
 
     from ..attention import ATTENTION
+    from ..stages import evaluate as evaluate_stage
     from ..stages import train as train_stage
 
     timings = {}
@@ -239,7 +244,7 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
         tmp = Path(tmp)
         data = tmp / "data"
         data.mkdir()
-        folder = dataset(data, 212, train_size)
+        folder = dataset(data, 212, train_size, test_size)
         section = {"sweep": "bench", "datasets": [folder.name], "attentions": list(ATTENTION), "widths": widths,
                    "seeds": [0], **settings(batch, steps, "auto"), "val_every": steps // 2, "val_generation": 64,
                    "concurrency": "auto"}
@@ -253,12 +258,21 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
                 train_stage.run(tmp / "params.yaml", data, tmp / f"runs-{label}", tmp / f"runtime-{label}")
                 timings[label] = time.perf_counter() - start
                 print(f"bench-train: sweep {label}: {timings[label]:.1f}s", flush=True)
+            (tmp / "params.yaml").write_text(yaml.safe_dump({"evaluate": SWEEP_EVALUATE}))
+            start = time.perf_counter()
+            evaluate_stage.run(tmp / "params.yaml", data, tmp / "runs-stage_default", tmp / "results",
+                               tmp / "runtime-evaluate", tmp / "metrics.json")
+            timings["evaluate_stage_default"] = time.perf_counter() - start
+            per_run = [json.loads(f.read_text())["eval_seconds"] for f in (tmp / "runtime-evaluate").glob("*.json")]
+            print(f"bench-train: sweep evaluate: {timings['evaluate_stage_default']:.1f}s", flush=True)
         finally:
             os.chdir(home)
     result = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
               "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
               "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps,
               "batch": batch, "seconds": timings,
-              "speedup": timings["sequential_eager"] / timings["stage_default"]}
+              "speedup": timings["sequential_eager"] / timings["stage_default"],
+              "evaluate": {**SWEEP_EVALUATE, "test_size": test_size, "seconds_per_run": sorted(per_run),
+                           "over_training": timings["evaluate_stage_default"] / timings["stage_default"]}}
     write(out, result)
     return result
