@@ -8,4 +8,4 @@ cp reports/convergence/study.json $OUT/ 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version --format=csv > $OUT/call.log
 timeout -k 5 $((END - SECONDS)) python -m pipeline study-schedule --git-rev $REV --out $OUT \
   --budget $((END - SECONDS - 15)) "$@" >> $OUT/call.log 2>&1
-pkill -9 -f "pipeline" ; grep -v Warning $OUT/call.log | tail -40
+pkill -9 -f "python -m pipeline"; grep -v Warning $OUT/call.log | tail -40
