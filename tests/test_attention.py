@@ -130,3 +130,36 @@ def test_bad_configuration(name, options, message):
 
 def test_registry_names():
     assert set(ATTENTION) == {"standard", "sparse", "linear"}
+
+
+@pytest.mark.parametrize("chunk", [64, 7])
+def test_linear_attention_stays_finite_where_features_underflow(chunk):
+    """Keys and queries far below 0 (features exp(x) ~ 1e-9): elu(x) + 1 used to cancel to exactly 0
+    in float32, and a first position whose only key was 0 divided 0 by 0; the NaN reached every later
+    position through the next layer's values. Fast path, decoding and gradients match float64."""
+    att = make_attention("linear", 64, chunk=chunk)
+    q, k, v = qkv(2, 2, 40, 8, torch.float64, seed=11)
+    k[:, :, 0] = -20.0 - torch.rand_like(k[:, :, 0])  # the first position's only key
+    q[:, :, 5] = -20.0 - torch.rand_like(q[:, :, 5])  # a query whose every feature is ~1e-9
+    q32, k32, v32 = (t.float().requires_grad_(True) for t in (q, k, v))
+    fast, ref = att(q32, k32, v32), att.reference(q, k, v)
+    assert torch.isfinite(fast).all() and rel(fast, ref) < 1e-4
+    grad = torch.randn_like(fast)
+    gq, gk, gv = (t.double().requires_grad_(True) for t in (q, k, v))
+    for a, b in zip(torch.autograd.grad(fast, (q32, k32, v32), grad),
+                    torch.autograd.grad(att.reference(gq, gk, gv), (gq, gk, gv), grad.double())):
+        assert torch.isfinite(a).all() and (a - b).norm() <= 1e-4 * b.norm() + 1e-6
+    state = att.init_state(2, 2, 8, "cpu", torch.float32)
+    steps = []
+    for t in range(40):
+        out, state = att.step(q32[:, :, t:t + 1], k32[:, :, t:t + 1], v32[:, :, t:t + 1], state)
+        steps.append(out)
+    assert rel(torch.cat(steps, dim=2), ref) < 1e-4
+
+
+def test_linear_attention_output_is_zero_not_nan_where_every_feature_is_zero():
+    att = make_attention("linear", 16)
+    q, k, v = qkv(1, 1, 4, 4, torch.float32, seed=2)
+    k[:, :, 0] = -200.0  # exp underflows to 0 even in the exact form: 0 / 0 at position 0
+    out = att(q, k, v)
+    assert torch.isfinite(out).all() and (out[:, :, 0] == 0).all()

@@ -17,7 +17,24 @@ from .base import Attention, AttentionError, wide
 
 
 def phi(x: torch.Tensor) -> torch.Tensor:
-    return F.elu(x) + 1
+    """elu(x) + 1, written as x + 1 above 0 and exp(x) below: `F.elu(x) + 1` cancels to exactly 0 in
+    float32 below x = -17, and a query or key whose every feature is 0 divides 0 by 0 (a first
+    position's only key, say): the NaN that diverged linear training in the schedule study. The clamp
+    keeps exp's unused branch finite, so its gradient is 0, not NaN."""
+    return torch.where(x > 0, x + 1, torch.exp(x.clamp(max=0)))
+
+
+def normalised(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den where den > 0; where den underflowed to 0 (num is 0 there too), 0 instead of NaN."""
+    return num / den.clamp(min=torch.finfo(den.dtype).tiny).unsqueeze(-1)
+
+
+def exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Sums over the chunks before each chunk (dim 2), the first chunk's a constant 0. Not
+    `cumsum(x) - x`: where a position's only key has features near 0, its normaliser is tiny and the
+    gradient of its chunk's state is huge; the subtraction sent that gradient, cancelled only up to
+    float32 rounding, into every earlier chunk's keys and values."""
+    return torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1].cumsum(2)], dim=2)
 
 
 class LinearAttention(Attention):
@@ -63,13 +80,11 @@ class LinearAttention(Attention):
         num = a @ vv
         den = a.sum(-1)
         # state before each chunk: exclusive running sums over chunks
-        kv = fk.transpose(-1, -2) @ vv  # (.., nc, dim, dim)
-        state = torch.cumsum(kv, dim=2) - kv
-        ksum = fk.sum(3)
-        norm = torch.cumsum(ksum, dim=2) - ksum  # (.., nc, dim)
+        state = exclusive_cumsum(fk.transpose(-1, -2) @ vv)  # (.., nc, dim, dim)
+        norm = exclusive_cumsum(fk.sum(3))  # (.., nc, dim)
         num = num + fq @ state
         den = den + (fq @ norm.unsqueeze(-1)).squeeze(-1)
-        out = (num / den.unsqueeze(-1)).view(batch, heads, nc * c, dim)[:, :, :length]
+        out = normalised(num, den).view(batch, heads, nc * c, dim)[:, :, :length]
         return out.to(v.dtype)
 
     def init_state(self, batch, heads, head_dim, device, dtype):
@@ -84,5 +99,5 @@ class LinearAttention(Attention):
         # written as matrix products (outer product, read-out, normaliser) so FLOP counters see them
         kv = kv + fk.unsqueeze(-1) @ v.to(acc)[:, :, 0].unsqueeze(-2)
         norm = norm + fk
-        out = (fq.unsqueeze(-2) @ kv).squeeze(-2) / (fq.unsqueeze(-2) @ norm.unsqueeze(-1)).squeeze(-1)
+        out = normalised((fq.unsqueeze(-2) @ kv).squeeze(-2), (fq.unsqueeze(-2) @ norm.unsqueeze(-1)).squeeze(-1, -2))
         return out.unsqueeze(2).to(v.dtype), (kv, norm)
