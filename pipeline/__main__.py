@@ -33,6 +33,11 @@ def parser() -> argparse.ArgumentParser:
         st = sub.add_parser(stage, help=f"DVC stage: {what} (params.yaml's {stage} section)")
         st.add_argument("--params", type=Path, default=Path("params.yaml"),
                         help="parameters file (default: %(default)s)")
+        if stage == "train":  # where the stage reads and writes (a DDP training's processes get them)
+            st.add_argument("--data", type=Path, default=Path("data/datasets"), help="datasets (default: %(default)s)")
+            st.add_argument("--runs", type=Path, default=Path("runs"), help="trained runs (default: %(default)s)")
+            st.add_argument("--runtime", type=Path, default=Path("runtime/train"),
+                            help="run-dependent records (default: %(default)s)")
 
     exp = sub.add_parser("export", help="one task and size in the CoT_benchmark text format")
     exp.add_argument("--task", required=True, help="task name: arithmetic, ed, ed_local or lis")
@@ -108,7 +113,7 @@ def dispatch(args) -> None:
     elif args.command == "train":
         from .stages import train
 
-        train.run(args.params)
+        train.run(args.params, args.data, args.runs, args.runtime)
     elif args.command == "evaluate":
         from .stages import evaluate
 

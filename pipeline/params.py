@@ -171,10 +171,12 @@ class TrainParams:
     val_generation: int
     concurrency: int
     compile: str
+    devices: int = 1  # processes (GPUs, or CPU processes) one training uses: > 1 is Lightning's DDP
 
     KEYS = ("sweep", "datasets", "attentions", "widths", "seeds", "layers", "heads", "dropout", "attention_options",
             "batch_size", "lr", "weight_decay", "warmup_steps", "decay_fraction", "grad_clip", "max_steps", "val_every",
-            "stop_at", "val_generation", "concurrency", "compile")
+            "stop_at", "val_generation", "concurrency", "compile", "devices")
+    OPTIONAL = {"devices": 1}  # keys a train section may leave out, and their values then
 
     @property
     def runs(self) -> list[Run]:
@@ -183,14 +185,16 @@ class TrainParams:
 
     def training(self) -> dict:
         """The settings every run shares (what a finished run is compared against to be reused)."""
-        # how runs are scheduled and compiled decides no weights (beyond a GPU's own nondeterminism)
-        skip = {"sweep", "datasets", "attentions", "widths", "seeds", "concurrency", "compile"}
+        # how runs are scheduled, compiled and spread over devices decides no weights (beyond float
+        # rounding: a DDP training's gradients are those of the same global batch, summed in another order)
+        skip = {"sweep", "datasets", "attentions", "widths", "seeds", "concurrency", "compile", "devices"}
         return {k: getattr(self, k) for k in self.KEYS if k not in skip}
 
     @classmethod
     def parse(cls, section, where: str = "train") -> TrainParams:
         section = _mapping(section, where)
         _only(section, set(cls.KEYS), where)
+        section = {**cls.OPTIONAL, **section}
         for key in cls.KEYS:
             if key not in section:
                 raise ParamError(f"{where}.{key}: missing")
@@ -229,6 +233,14 @@ class TrainParams:
         compile_mode = section["compile"]
         if compile_mode not in COMPILE_MODES:
             raise ParamError(f"{at('compile')}: expected one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
+        devices = _int(section["devices"], at("devices"), 1)
+        batch_size = _int(section["batch_size"], at("batch_size"), 1)
+        if batch_size % devices:
+            raise ParamError(f"{at('batch_size')}: {batch_size} is not divisible by train.devices ({devices}): "
+                             "each device takes an equal share of every batch")
+        if devices > 1 and concurrency not in ("auto", 1):
+            raise ParamError(f"{at('concurrency')}: must be 1 or auto when train.devices is {devices} (a training "
+                             f"over several devices has them all), got {concurrency}")
         return cls(
             sweep=sweep,
             datasets=_list(section["datasets"], at("datasets"), dataset),
@@ -239,7 +251,7 @@ class TrainParams:
             heads=heads,
             dropout=_number(section["dropout"], at("dropout"), 0.0, 0.99),
             attention_options={k: dict(v or {}) for k, v in options.items()},
-            batch_size=_int(section["batch_size"], at("batch_size"), 1),
+            batch_size=batch_size,
             lr=_number(section["lr"], at("lr"), 0.0, low_open=True, high=1.0),
             weight_decay=_number(section["weight_decay"], at("weight_decay"), 0.0),
             warmup_steps=_int(section["warmup_steps"], at("warmup_steps"), 0),
@@ -251,6 +263,7 @@ class TrainParams:
             val_generation=_int(section["val_generation"], at("val_generation"), 0),
             concurrency=0 if concurrency == "auto" else concurrency,
             compile=compile_mode,
+            devices=devices,
         )
 
 

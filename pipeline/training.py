@@ -21,6 +21,7 @@ resumed from its last checkpoint ends with the weights of an uninterrupted one (
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,11 +85,15 @@ class TrainStream:
     Every batch has the same shape. One iteration yields `epoch_steps` batches from the position
     `start()` (the global step), so a resumed run continues exactly where its checkpoint was taken."""
 
-    def __init__(self, split: Split, batch_size: int, seed: int, epoch_steps: int, start) -> None:
+    def __init__(self, split: Split, batch_size: int, seed: int, epoch_steps: int, start, rank: int = 0,
+                 world: int = 1) -> None:
         self.split, self.batch_size, self.seed = split, batch_size, seed
         self.epoch_steps, self.start = epoch_steps, start
+        self.rank, self.world = rank, world
         if len(split) < batch_size:
             raise ValueError(f"batch size {batch_size} is larger than the training split ({len(split)} samples)")
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {world} processes of the training")
         self.per_pass = len(split) // batch_size
         self._order: tuple[int, torch.Tensor] | None = None
 
@@ -106,7 +111,15 @@ class TrainStream:
         for step in range(first, first + self.epoch_steps):
             data_pass, index = divmod(step, self.per_pass)
             rows = self.order(data_pass)[index * self.batch_size : (index + 1) * self.batch_size]
-            yield self.split.rows(rows, trim=False)
+            if self.world == 1:
+                yield self.split.rows(rows, trim=False)
+                continue
+            # one process of a DDP training: its slice of the global batch, and the factor that
+            # makes the processes' averaged gradients those of the global batch's mean loss
+            graded = (self.split.lengths[rows] - self.split.prompts[rows]).sum()
+            share = self.batch_size // self.world
+            yield (*self.split.rows(rows[self.rank * share : (self.rank + 1) * share], trim=False),
+                   self.world / graded.clamp(min=1).float())
 
 
 class ChainDataModule(L.LightningDataModule):
@@ -133,7 +146,7 @@ class ChainDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         return TrainStream(self.splits["train"], self.batch_size, self.seed, self.epoch_steps,
-                           lambda: self.trainer.global_step)
+                           lambda: self.trainer.global_step, self.trainer.global_rank, self.trainer.world_size)
 
     def val_dataloader(self):
         return Batches(self.splits["val"], self.eval_batch_size)
@@ -172,9 +185,11 @@ class ChainModule(L.LightningModule):
         target = chain_targets(tokens, lengths, prompts)
         return logits, target, chain_loss(logits, target)
 
-    def chain_loss(self, tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-        """The training loss of a batch: what a training step compiles (forward, then backward)."""
-        return chain_loss(self.model(tokens[:, :-1]), chain_targets(tokens, lengths, prompts))
+    def chain_loss(self, tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor,
+                   scale: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss of a batch: what a training step compiles (forward, then backward).
+        `scale` (DDP): the summed loss times this, instead of the mean (`TrainStream`)."""
+        return chain_loss(self.model(tokens[:, :-1]), chain_targets(tokens, lengths, prompts), scale)
 
     def training_step(self, batch, batch_idx):
         if self.compile in GRAPHED:
@@ -291,8 +306,11 @@ class Schedule:
         return max(0.1, 1.0 - 0.9 * (step - start) / max(1, self.total - start))
 
 
-def chain_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=IGNORE)
+def chain_loss(logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    flat = logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1)
+    if scale is None:
+        return F.cross_entropy(*flat, ignore_index=IGNORE)
+    return F.cross_entropy(*flat, ignore_index=IGNORE, reduction="sum") * scale
 
 
 # How a training step runs on a GPU (train.compile; the CPU always runs eagerly, the same function):
@@ -340,6 +358,17 @@ def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
                        val_generation=settings["val_generation"])
 
 
+def processes() -> dict:
+    """The Trainer's devices: one, or under a distributed launch (torchrun sets WORLD_SIZE in every
+    process it starts: the train stage's own, `train.devices` > 1, or a user's on several nodes)
+    Lightning's DDP over all of them, one device per process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return {"devices": 1}
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return {"devices": local, "num_nodes": world // local, "strategy": "ddp"}
+
+
 def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=False, callbacks=(),
         resume: Path | None = None) -> dict:
     """Train one run into `out` (resuming from checkpoint `resume`); returns what the run's result
@@ -362,7 +391,7 @@ def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=F
     stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=settings["stop_at"], patience=10**9,
                          check_on_train_epoch_end=False)
     trainer = L.Trainer(
-        accelerator="auto", devices=1, precision="bf16-mixed" if gpu else "32-true",
+        accelerator="auto", **processes(), precision="bf16-mixed" if gpu else "32-true",
         max_steps=settings["max_steps"], max_epochs=-1, check_val_every_n_epoch=1,
         deterministic=not gpu, logger=logger,
         callbacks=[checkpoints, latest, stop, *callbacks], enable_progress_bar=False, enable_model_summary=False,
@@ -371,6 +400,8 @@ def fit(folder: Path, meta: dict, out: Path, run: dict, settings: dict, logger=F
     trainer.fit(module, dm, ckpt_path=resume)
     if trainer.interrupted:  # Lightning returns normally on Ctrl-C: never record that as finished
         raise KeyboardInterrupt(f"training of {out} interrupted; the next run of the stage resumes it")
+    if trainer.global_rank:  # another process of a DDP training: rank 0 writes and reports the result
+        return {}
     best = out / "checkpoints" / "best.ckpt"
     source = best if best.exists() else out / "checkpoints" / "last.ckpt"
     final = torch.load(source, map_location="cpu", weights_only=False)  # our own file, just written

@@ -30,7 +30,10 @@ RUN = "lis_n5-linear-w16-s0"
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    # not the W&B service of this pytest process (WANDB_SERVICE, left by an in-process test's run):
+    # a killed child's run would stay "in use" there, and its resumed segment could not continue it
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(ROOT),
+           "WANDB_MODE": "offline"}
     return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -32,11 +32,15 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def worker_setup(workers: int) -> None:
-    """A pool process of a stage: quiet, and on the CPU its share of the cores (torch would take
-    them all in every process, and oversubscribed cores run several times slower)."""
+def worker_setup(workers: int, gpu_slots=None) -> None:
+    """A pool process of a stage: on a host of several GPUs, one of them (`distributed.gpu_slots`);
+    quiet; and on the CPU its share of the cores (torch would take them all in every process, and
+    oversubscribed cores run several times slower)."""
     import os
 
+    from .distributed import pin_gpu
+
+    pin_gpu(gpu_slots)  # before torch starts CUDA
     import torch
 
     quiet()

@@ -28,6 +28,7 @@ from pathlib import Path
 from ..data import DataError, read_meta, sha256, verify
 from ..deps import code_hash
 from ..params import ParamError, Run, TrainParams, load_section
+from .distributed import Group, distributed, gpu_slots, launch
 from .io import check_writable, read_json, remove_temporaries, say, write_json
 from .runtime import Progress, SegmentClock, quiet, runtime_info, worker_setup
 from .tracking import wandb_logger
@@ -92,17 +93,12 @@ def _finished(out: Path, key: str) -> dict | None:
     return record
 
 
-def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS, runtime: Path = RUNTIME,
-              position: str = "") -> dict:
-    from ..training import fit
-
-    folder = data / run.dataset
-    meta = read_meta(folder)  # checked against its checksums by `run` before any training
-    out = runs / run.id
-    key = run_key(run, params, meta)
+def _plan(out: Path, key: str) -> dict:
+    """What a run needs: {"record"} to reuse it, else {"resume", "state", "created"} (resume.json
+    written with a new segment). Rank 0's decision in a DDP training."""
     record = _finished(out, key)
     if record is not None:
-        return {**record, "reused": True}
+        return {"record": record}
     state = read_json(out / "resume.json")
     last = out / "checkpoints" / "last.ckpt"
     if state and state.get("key") == key:  # an interrupted attempt: its time and W&B run carry on
@@ -115,14 +111,43 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     out.mkdir(parents=True, exist_ok=True)
     state = state or {"key": key, "wandb_id": uuid.uuid4().hex[:12], "segments": []}
     state["segments"].append(0.0)
+    write_json(out / "resume.json", state)
+    return {"resume": resume, "state": state, "created": created}
+
+
+def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS, runtime: Path = RUNTIME,
+              position: str = "", group=None) -> dict:
+    """Train (or reuse) one run. `group`: this process's place in a DDP training, where rank 0 plans
+    and records and every process trains."""
+    from ..training import fit
+
+    folder = data / run.dataset
+    meta = read_meta(folder)  # checked against its checksums by `run` before any training
+    out = runs / run.id
+    key = run_key(run, params, meta)
+    rank = group.rank if group else 0
+    plan = None
+    if rank == 0:
+        try:
+            plan = _plan(out, key)
+        except Exception as err:  # the other processes must not wait for a plan that never comes
+            plan = {"error": err}
+    plan = group.share(plan) if group else plan
+    if "error" in plan:
+        raise plan["error"]
+    if "record" in plan:
+        return {**plan["record"], "reused": True}
+    if rank:
+        fit(folder, meta, out, run.__dict__, params.training(), resume=plan["resume"])
+        return {}
+    state, created = plan["state"], plan["created"]
     try:
-        write_json(out / "resume.json", state)
         config = {"run": run.__dict__, "train": params.training(), "sweep": params.sweep, "key": key,
                   "dataset": {k: meta[k] for k in DATASET_KEYS}}
         logger = wandb_logger(run, params.sweep, meta, "train", config, run_id=state["wandb_id"])
         clock = SegmentClock(out / "resume.json", state)
         result = fit(folder, meta, out, run.__dict__, params.training(), logger,
-                     [clock, Progress(f"train {position}{run.id}", params.max_steps)], resume)
+                     [clock, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
         clock.tick(force=True)
     except BaseException as err:
         import wandb
@@ -137,7 +162,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         raise
     record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
               **result}
-    info = runtime_info(state["segments"])
+    info = {**runtime_info(state["segments"]), "devices": group.world if group else 1}
     write_json(runtime / f"{run.id}.json", {"run": run.id, "sweep": params.sweep, **info,
                                              "train_tokens_per_s": _tokens_per_s(folder, result["steps"],
                                                                                  params.batch_size,
@@ -192,37 +217,62 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         if meta["splits"]["train"]["count"] < params.batch_size:
             raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
                              f"split of {name} ({meta['splits']['train']['count']} samples)")
-    check_writable(runs)
-    check_writable(runtime)
-    remove_temporaries(runs)  # what a killed earlier attempt was writing
-    remove_temporaries(runtime)
+    if params.devices > 1 and not distributed():  # DDP: this stage again, as one process per device
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() < params.devices:
+            raise ParamError(f"{params_path}: train.devices: {params.devices}, but this machine has "
+                             f"{torch.cuda.device_count()} GPU(s)")
+        code = launch(params.devices, params_path, data, runs, runtime)
+        if code:
+            raise RunError(f"train: the training over {params.devices} devices (torchrun) failed with exit "
+                           f"code {code}; its processes' output is above")
+        return
+    group = Group() if distributed() else None
+    if group is None or group.rank == 0:
+        check_writable(runs)
+        check_writable(runtime)
+        remove_temporaries(runs)  # what a killed earlier attempt was writing
+        remove_temporaries(runtime)
     quiet()
     import torch
 
     todo = params.runs
-    if params.concurrency:
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if group is not None:
+        workers = 1
+    elif params.concurrency:
         workers = params.concurrency
-    elif torch.cuda.is_available():
+    elif gpus:  # as many at once as fit on each GPU, on every GPU of the host
         largest = max(peak_gib(params.batch_size, lengths[r.dataset], r.width, params.layers) for r in todo)
-        workers = gpu_workers(len(todo), largest, torch.cuda.get_device_properties(0).total_memory / 2**30)
+        per_gpu = gpu_workers(len(todo), largest, torch.cuda.get_device_properties(0).total_memory / 2**30)
+        workers = min(len(todo), per_gpu * gpus)
     else:
         workers = 1
     where = [f"[{i}/{len(todo)}] " for i in range(1, len(todo) + 1)]
+    rank = group.rank if group else 0  # rank 0 reports and records the sweep
     if workers == 1:
-        results = [_report(p, train_run(r, params, data, runs, runtime, p)) for r, p in zip(todo, where)]
-    else:  # several processes share the GPU; each trains its runs one after the other
+        results = [_report(p, train_run(r, params, data, runs, runtime, p, group), rank) for r, p in zip(todo, where)]
+    else:  # several processes share the GPUs (each pinned to one); each trains its runs one after the other
+        slots = gpu_slots(workers, gpus) if gpus > 1 else None
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
-                                 initargs=(workers,)) as pool:
+                                 initargs=(workers, slots)) as pool:
             n = len(todo)
             results = [_report(p, r) for p, r in zip(where, pool.map(
                 train_run, todo, [params] * n, [data] * n, [runs] * n, [runtime] * n, where))]
+    if group is not None:
+        group.close()
+        if rank:
+            return
     write_json(runs / SWEEP, {"sweep": params.sweep, "runs": [r.id for r in todo]})
     failed = [r for r in results if r["status"] != "finished"]
     if failed:
         say(f"train: {len(failed)} of {len(results)} runs diverged (shown as failed in the report)")
 
 
-def _report(position: str, result: dict) -> dict:
+def _report(position: str, result: dict, rank: int = 0) -> dict:
+    if rank:
+        return result
     acc = result["best_val_acc"]
     how = ("reused" if result.get("reused") else
            f"{result['steps']} steps in {result['train_seconds']:.1f}s")
