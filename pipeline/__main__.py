@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
             st.add_argument("--runtime", type=Path, default=Path("runtime/train"),
                             help="run-dependent records (default: %(default)s)")
 
+    ga = sub.add_parser("gather", help="copy the finished runs of other revisions (shards of a sweep trained "
+                                       "elsewhere) into runs/, from the DVC cache or remote")
+    ga.add_argument("revisions", nargs="+", help="git revisions (branches, tags, commits) whose runs to take")
     exp = sub.add_parser("export", help="one task and size in the CoT_benchmark text format")
     exp.add_argument("--task", required=True, help="task name: arithmetic, ed, ed_local or lis")
     exp.add_argument("--n", type=int, required=True, help="problem size")
@@ -114,6 +117,10 @@ def dispatch(args) -> None:
         from .stages import train
 
         train.run(args.params, args.data, args.runs, args.runtime)
+    elif args.command == "gather":
+        from .stages import gather
+
+        gather.gather(args.revisions)
     elif args.command == "evaluate":
         from .stages import evaluate
 

@@ -3,6 +3,7 @@ colleague's fresh clone pulls datasets, checkpoints and results and has nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -88,3 +89,63 @@ def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_serve
         assert (colleague / rel).read_bytes() == (work / rel).read_bytes(), rel
     assert "up to date" in run(["dvc", "status"], colleague)
     assert "Running stage" not in run(["dvc", "repro"], colleague)
+
+
+@pytest.mark.slow
+def test_shards_trained_on_two_machines_come_together_without_training_again(tmp_path, s3_server):
+    """Machine A trains LIS n=3, machine B LIS n=5 (a branch), each pushes to git and the remote; a
+    third clone asks for the whole sweep, gathers both shards and has nothing left to train or
+    evaluate."""
+    a = tmp_path / "a"
+    skip = shutil.ignore_patterns(".venv", "data", "runs", "results", "runtime", "metrics*", "wandb", "reports",
+                                  "cache", "tmp", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info", ".whl",
+                                  "dvc.lock")
+    shutil.copytree(ROOT, a, ignore=skip)
+    params = yaml.safe_load((a / "params.yaml").read_text())
+    params["generate"].update(train_size=200, val_size=16, test_size=16)
+    params["generate"]["tasks"] = {"lis": {"sizes": [3, 5], "options": {"number_range": None}}}
+    params["train"].update(datasets=["lis_n3"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
+                           sweep="shards", concurrency=1)
+    params["evaluate"].update(generation_samples=8, concurrency=1)
+
+    def with_datasets(folder: Path, datasets: list[str]) -> None:
+        params["train"]["datasets"] = datasets
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+
+    with_datasets(a, ["lis_n3"])
+    run(["git", "init", "-q", "-b", "main"], a)
+    run(["dvc", "remote", "add", "-d", "shared", "s3://shared/cache"], a)
+    run(["dvc", "remote", "modify", "shared", "endpointurl", s3_server], a)
+    run(["dvc", "repro"], a)
+    run(["dvc", "push"], a)
+    run(["git", "add", "-A"], a)
+    run([*GIT, "commit", "-qm", "shard A: LIS n=3"], a)
+
+    b = tmp_path / "b"  # another machine: the datasets from the remote, its own share of the sweep
+    run(["git", "clone", "-q", str(a), str(b)], tmp_path)
+    run(["git", "checkout", "-q", "-b", "shard-b"], b)
+    run(["dvc", "pull", "data/datasets"], b)
+    with_datasets(b, ["lis_n5"])
+    assert "lis_n3" not in run(["dvc", "repro"], b)  # trains and evaluates LIS n=5 alone
+    run(["dvc", "push"], b)
+    run(["git", "add", "-A"], b)
+    run([*GIT, "commit", "-qm", "shard B: LIS n=5"], b)
+    run(["git", "push", "-q", "origin", "shard-b"], b)
+
+    whole = tmp_path / "whole"
+    run(["git", "clone", "-q", str(a), str(whole)], tmp_path)
+    run(["dvc", "pull", "data/datasets"], whole)
+    with_datasets(whole, ["lis_n3", "lis_n5"])
+    out = run([sys.executable, "-m", "pipeline", "gather", "main", "origin/shard-b"], whole)
+    assert "origin/shard-b: 2 runs taken so far" in out, out
+    for name in ("lis_n3-standard-w16-s0", "lis_n5-standard-w16-s0"):
+        assert (whole / "results" / f"{name}.json").exists()
+    out = run(["dvc", "repro"], whole)
+    assert "steps in" not in out and out.count(": reused") == 4, out  # two runs, trained and evaluated once
+    assert (whole / "runs" / "lis_n5-standard-w16-s0" / "model.ckpt").read_bytes() == \
+        (b / "runs" / "lis_n5-standard-w16-s0" / "model.ckpt").read_bytes()
+    assert json.loads((whole / "metrics.json").read_text())["runs_total"] == 2  # the report has the whole sweep
+    # a revision that does not exist is one clear error, and changes nothing
+    result = subprocess.run([sys.executable, "-m", "pipeline", "gather", "no-such-branch"], cwd=whole,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and result.stderr.startswith("error: gather: revision 'no-such-branch'")

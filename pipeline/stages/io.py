@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -87,10 +88,13 @@ def read_json(path: Path) -> dict | None:
 
 def remove_temporaries(folder: Path, depth: int = 2) -> None:
     """Remove the temporary files (`.<name>.tmp-*`) that a stage killed while writing left in
-    `folder` and its subfolders; called before the stage writes there (DVC runs one at a time)."""
+    `folder` and its subfolders, and the folders `gather` stages runs in; called before the stage
+    writes there (DVC runs one at a time)."""
     folder = Path(folder)
     for pattern in ("*/" * d + ".*.tmp*" for d in range(depth + 1)):
         for path in folder.glob(pattern):
             if path.is_file():
                 path.unlink(missing_ok=True)
+            elif path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
 
