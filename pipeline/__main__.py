@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
             st.add_argument("--runs", type=Path, default=Path("runs"), help="trained runs (default: %(default)s)")
             st.add_argument("--runtime", type=Path, default=Path("runtime/train"),
                             help="run-dependent records (default: %(default)s)")
+            st.add_argument("--shard", help="I/N: train only every N-th run of the sweep from the I-th (a job "
+                                            "array's task I of N); `dvc repro` records the sweep afterwards")
 
     ga = sub.add_parser("gather", help="copy the finished runs of other revisions (shards of a sweep trained "
                                        "elsewhere) into runs/, from the DVC cache or remote")
@@ -116,7 +118,8 @@ def dispatch(args) -> None:
     elif args.command == "train":
         from .stages import train
 
-        train.run(args.params, args.data, args.runs, args.runtime)
+        train.run(args.params, args.data, args.runs, args.runtime,
+                  train.parse_shard(args.shard) if args.shard else None)
     elif args.command == "gather":
         from .stages import gather
 

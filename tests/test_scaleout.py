@@ -94,3 +94,28 @@ def test_pool_processes_are_spread_over_the_gpus_this_process_sees(monkeypatch):
     assert taken(gpu_slots(5, 2), 5) == ["0", "1", "0", "1", "0"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # a scheduler gave this job GPUs 3 and 5
     assert taken(gpu_slots(3, 2), 3) == ["3", "5", "3"]
+
+
+def test_shards_of_a_sweep_train_their_own_runs_and_the_whole_sweep_reuses_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    data = tmp_path / "data"
+    write_dataset(make_task("lis", 5), {"train": 100, "val": 16, "test": 16}, 7, data / "lis_n5")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {**TRAIN, "widths": [8, 16, 24], "max_steps": 2, "val_every": 2}}))
+    runs, runtime = tmp_path / "runs", tmp_path / "runtime"
+    trained = []
+    for shard in ((0, 2), (1, 2)):  # two tasks of a job array, one after the other here
+        train_stage.run(params, data, runs, runtime, shard)
+        trained.append(sorted(p.name for p in runs.iterdir()))
+        assert not (runs / "sweep.json").exists()  # the sweep is recorded once all shards are done
+    assert trained == [["lis_n5-standard-w24-s0", "lis_n5-standard-w8-s0"],
+                       ["lis_n5-standard-w16-s0", "lis_n5-standard-w24-s0", "lis_n5-standard-w8-s0"]]
+    capsys.readouterr()
+    train_stage.run(params, data, runs, runtime)
+    assert capsys.readouterr().err.count(": reused") == 3  # nothing trained twice
+    assert len(json.loads((runs / "sweep.json").read_text())["runs"]) == 3
+    assert train_stage.parse_shard("1/8") == (1, 8)
+    for bad in ("8/8", "-1/2", "1", "a/b"):
+        with pytest.raises(ParamError, match="train --shard"):
+            train_stage.parse_shard(bad)

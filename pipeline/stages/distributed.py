@@ -22,11 +22,12 @@ def distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def launch(devices: int, params_path: Path, data: Path, runs: Path, runtime: Path) -> int:
+def launch(devices: int, params_path: Path, data: Path, runs: Path, runtime: Path,
+           shard: tuple[int, int] | None = None) -> int:
     """The stage again, as `devices` processes on this host under torchrun; its exit code."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
                "-m", "pipeline", "train", "--params", str(params_path), "--data", str(data), "--runs", str(runs),
-               "--runtime", str(runtime)]
+               "--runtime", str(runtime)] + (["--shard", f"{shard[0]}/{shard[1]}"] if shard else [])
     # each process starts its own W&B service: one inherited from this process (WANDB_SERVICE, set
     # by a W&B run here before) outlives a killed training and keeps its run "in use" on resume
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}

@@ -200,8 +200,27 @@ def _tokens_per_s(folder: Path, steps: int, batch_size: int, seconds: float) -> 
     return steps * batch_size * mean_len / seconds if seconds > 0 else 0.0
 
 
+def shard_of(runs: list[Run], shard: tuple[int, int] | None) -> list[Run]:
+    """Shard (i, n) of a sweep: every n-th run from the i-th (0-based), so that n job-array tasks
+    each train their own runs; None: all of them."""
+    return runs if shard is None else runs[shard[0] :: shard[1]]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' (0 <= I < N): the argument of `train --shard`."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ParamError(f"train --shard: expected I/N such as 0/8, got {text!r}") from None
+    if not 0 <= i < n:
+        raise ParamError(f"train --shard: I must be at least 0 and less than N, got {text!r}")
+    return i, n
+
+
 def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS,
-        runtime: Path = RUNTIME) -> None:
+        runtime: Path = RUNTIME, shard: tuple[int, int] | None = None) -> None:
+    """`shard` (i, n): train only that share of the sweep (one task of a job array), and leave
+    runs/sweep.json alone: the sweep is recorded by a `dvc repro` once every shard has finished."""
     params = load_section(params_path, "train")  # every bad value fails here, before any training
     try:
         check_attention(params)
@@ -223,7 +242,7 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         if torch.cuda.is_available() and torch.cuda.device_count() < params.devices:
             raise ParamError(f"{params_path}: train.devices: {params.devices}, but this machine has "
                              f"{torch.cuda.device_count()} GPU(s)")
-        code = launch(params.devices, params_path, data, runs, runtime)
+        code = launch(params.devices, params_path, data, runs, runtime, shard)
         if code:
             raise RunError(f"train: the training over {params.devices} devices (torchrun) failed with exit "
                            f"code {code}; its processes' output is above")
@@ -232,12 +251,16 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     if group is None or group.rank == 0:
         check_writable(runs)
         check_writable(runtime)
-        remove_temporaries(runs)  # what a killed earlier attempt was writing
-        remove_temporaries(runtime)
+        if shard is None:  # shards may share runs/ (a cluster's file system): one's temporaries are not litter
+            remove_temporaries(runs)  # what a killed earlier attempt was writing
+            remove_temporaries(runtime)
     quiet()
     import torch
 
-    todo = params.runs
+    todo = shard_of(params.runs, shard)
+    if not todo:
+        say(f"train: shard {shard[0]}/{shard[1]} has no runs (the sweep has {len(params.runs)})")
+        return
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if group is not None:
         workers = 1
@@ -264,7 +287,11 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         group.close()
         if rank:
             return
-    write_json(runs / SWEEP, {"sweep": params.sweep, "runs": [r.id for r in todo]})
+    if shard is None:
+        write_json(runs / SWEEP, {"sweep": params.sweep, "runs": [r.id for r in todo]})
+    else:
+        say(f"train: shard {shard[0]}/{shard[1]}: {len(todo)} of the sweep's {len(params.runs)} runs; once "
+            "every shard has finished, `dvc repro` records the sweep (and trains what none did)")
     failed = [r for r in results if r["status"] != "finished"]
     if failed:
         say(f"train: {len(failed)} of {len(results)} runs diverged (shown as failed in the report)")
