@@ -86,6 +86,19 @@ def parser() -> argparse.ArgumentParser:
                     help="instead: time the train stage on a sweep of 12 small runs, sequential eager against "
                          "its defaults (writes reports/bench/sweep.json)")
     tr.add_argument("--sweep-steps", type=int, default=600, help="training steps of each sweep run")
+    so = sub.add_parser("bench-scaleout", help="benchmark: a sweep on one GPU against several, one training "
+                                               "with DDP over several GPUs against one (scaleout.json)")
+    so.add_argument("--gpus", type=int, default=2, help="GPUs (CPU processes on the CPU) to spread over")
+    so.add_argument("--sweep-width", type=int, default=256, help="width of the sweep's runs")
+    so.add_argument("--sweep-runs", type=int, default=8, help="runs in the sweep (seeds of one configuration)")
+    so.add_argument("--sweep-steps", type=int, default=300, help="training steps of each sweep run")
+    so.add_argument("--ddp-width", type=int, default=1024, help="width of the DDP training")
+    so.add_argument("--batch", type=int, default=512, help="global batch (default: %(default)s)")
+    so.add_argument("--warmup", type=int, default=10, help="untimed DDP steps first")
+    so.add_argument("--steps", type=int, default=30, help="timed DDP steps")
+    so.add_argument("--train-size", type=int, default=20_000, help="samples of the generated dataset")
+    so.add_argument("--out", type=Path, default=Path("reports/bench/scaleout.json"), help="default: %(default)s")
+    so.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
     st = sub.add_parser("study-schedule", help="the schedule study: validation accuracy against sequences seen")
     st.add_argument("--datasets", default="ed_n12,lis_n110", help="comma-separated (default: %(default)s)")
     st.add_argument("--attentions", default="standard,sparse,linear", help="comma-separated (default: %(default)s)")
@@ -152,6 +165,11 @@ def dispatch(args) -> None:
         result = attention.run(out, device, lengths, args.tokens or (2**17 if gpu else 2**13),
                                repeat=args.repeat, git=args.git_rev)
         attention.plot(result, out.with_suffix(".png"))
+    elif args.command == "bench-scaleout":
+        from .bench import scaleout
+
+        scaleout.run(args.out, args.gpus, args.sweep_width, args.sweep_runs, args.sweep_steps, args.ddp_width,
+                     args.batch, args.warmup, args.steps, args.train_size, args.git_rev)
     elif args.command == "study-schedule":
         from .bench import convergence
 
