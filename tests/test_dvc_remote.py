@@ -57,27 +57,38 @@ def run(cmd: list[str], cwd: Path) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.slow
-def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_server):
-    work = tmp_path / "mine"
+def tiny_project(work: Path, lis_sizes: list[int]) -> dict:
+    """A copy of the project without any outputs, its params (returned) cut to tiny LIS datasets."""
     skip = shutil.ignore_patterns(".venv", "data", "runs", "results", "runtime", "metrics*", "wandb", "reports",
                                   "cache", "tmp", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info", ".whl",
                                   "dvc.lock")
     shutil.copytree(ROOT, work, ignore=skip)
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["generate"].update(train_size=200, val_size=16, test_size=16)
-    params["generate"]["tasks"] = {"lis": {"sizes": [5], "options": {"number_range": None}}}
-    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
-                           sweep="remote")
-    params["evaluate"].update(generation_samples=8)
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    run(["git", "init", "-q"], work)
+    params["generate"]["tasks"] = {"lis": {"sizes": lis_sizes, "options": {"number_range": None}}}
+    return params
+
+
+def first_commit(work: Path, s3_server: str, message: str) -> None:
+    """A new repository on branch main with the S3 remote: reproduce, push, commit."""
+    run(["git", "init", "-q", "-b", "main"], work)
     run(["dvc", "remote", "add", "-d", "shared", "s3://shared/cache"], work)
     run(["dvc", "remote", "modify", "shared", "endpointurl", s3_server], work)
     run(["dvc", "repro"], work)
     run(["dvc", "push"], work)
     run(["git", "add", "-A"], work)
-    run([*GIT, "commit", "-qm", "results"], work)
+    run([*GIT, "commit", "-qm", message], work)
+
+
+@pytest.mark.slow
+def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_server):
+    work = tmp_path / "mine"
+    params = tiny_project(work, [5])
+    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
+                           sweep="remote")
+    params["evaluate"].update(generation_samples=8)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    first_commit(work, s3_server, "results")
 
     colleague = tmp_path / "colleague"
     run(["git", "clone", "-q", str(work), str(colleague)], tmp_path)
@@ -97,13 +108,7 @@ def test_shards_trained_on_two_machines_come_together_without_training_again(tmp
     third clone asks for the whole sweep, gathers both shards and has nothing left to train or
     evaluate."""
     a = tmp_path / "a"
-    skip = shutil.ignore_patterns(".venv", "data", "runs", "results", "runtime", "metrics*", "wandb", "reports",
-                                  "cache", "tmp", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info", ".whl",
-                                  "dvc.lock")
-    shutil.copytree(ROOT, a, ignore=skip)
-    params = yaml.safe_load((a / "params.yaml").read_text())
-    params["generate"].update(train_size=200, val_size=16, test_size=16)
-    params["generate"]["tasks"] = {"lis": {"sizes": [3, 5], "options": {"number_range": None}}}
+    params = tiny_project(a, [3, 5])
     params["train"].update(datasets=["lis_n3"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
                            sweep="shards", concurrency=1)
     params["evaluate"].update(generation_samples=8, concurrency=1)
@@ -113,13 +118,7 @@ def test_shards_trained_on_two_machines_come_together_without_training_again(tmp
         (folder / "params.yaml").write_text(yaml.safe_dump(params))
 
     with_datasets(a, ["lis_n3"])
-    run(["git", "init", "-q", "-b", "main"], a)
-    run(["dvc", "remote", "add", "-d", "shared", "s3://shared/cache"], a)
-    run(["dvc", "remote", "modify", "shared", "endpointurl", s3_server], a)
-    run(["dvc", "repro"], a)
-    run(["dvc", "push"], a)
-    run(["git", "add", "-A"], a)
-    run([*GIT, "commit", "-qm", "shard A: LIS n=3"], a)
+    first_commit(a, s3_server, "shard A: LIS n=3")
 
     b = tmp_path / "b"  # another machine: the datasets from the remote, its own share of the sweep
     run(["git", "clone", "-q", str(a), str(b)], tmp_path)
