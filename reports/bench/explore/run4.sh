@@ -2,6 +2,10 @@
 # Session 3, GPU call 1 of issue 9: the 12-run small-width sweep with the evaluate stage timed, the
 # largest cell (w1024 L=508: memory), clean w64 numbers for AUTO_INDUCTOR_WIDTH, then the schedule
 # study with what is left of the call. Run from the repository root: bash run4.sh <git rev> <seconds>
+# Ran once (session 3, call 1, at e2010e5): all 600 s of it, and nothing came back but nvidia-smi.
+# Most likely the sweep ran past its 260 s (at 300 steps a run, session 2's eager runs took 9-15 s
+# each; this asked for 600), `timeout` killed only the parent, and its pool processes kept the pipe
+# to `tail` open, so nothing was printed. Superseded by run5.sh (the study) and run6.sh (the rest).
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 || exit 1
 REV=$1; END=$((SECONDS + ${2:-570}))
