@@ -1,5 +1,6 @@
-"""Sharing through a DVC remote: push to a real S3-compatible server on 127.0.0.1 (moto), then a
-colleague's fresh clone pulls datasets, checkpoints and results and has nothing left to run."""
+"""Sharing through a DVC remote: push to a real S3-compatible server on 127.0.0.1 (moto); a
+colleague's fresh clone pulls datasets, checkpoints and results and has nothing left to run; shards
+of a sweep trained on two machines come together with `gather`."""
 
 from __future__ import annotations
 
@@ -81,32 +82,10 @@ def first_commit(work: Path, s3_server: str, message: str) -> None:
 
 
 @pytest.mark.slow
-def test_push_then_pull_restores_everything_without_rerunning(tmp_path, s3_server):
-    work = tmp_path / "mine"
-    params = tiny_project(work, [5])
-    params["train"].update(datasets=["lis_n5"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
-                           sweep="remote")
-    params["evaluate"].update(generation_samples=8)
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    first_commit(work, s3_server, "results")
-
-    colleague = tmp_path / "colleague"
-    run(["git", "clone", "-q", str(work), str(colleague)], tmp_path)
-    assert not (colleague / "runs").exists() and not (colleague / "data").exists()
-    run(["dvc", "pull"], colleague)
-    for rel in ("data/datasets/lis_n5/train_tokens.npy", "data/datasets/lis_n5/meta.json",
-                "runs/lis_n5-standard-w16-s0/model.ckpt", "runs/lis_n5-standard-w16-s0/train.json",
-                "results/lis_n5-standard-w16-s0.json", "metrics.json", "reports/report.md"):
-        assert (colleague / rel).read_bytes() == (work / rel).read_bytes(), rel
-    assert "up to date" in run(["dvc", "status"], colleague)
-    assert "Running stage" not in run(["dvc", "repro"], colleague)
-
-
-@pytest.mark.slow
-def test_shards_trained_on_two_machines_come_together_without_training_again(tmp_path, s3_server):
-    """Machine A trains LIS n=3, machine B LIS n=5 (a branch), each pushes to git and the remote; a
-    third clone asks for the whole sweep, gathers both shards and has nothing left to train or
-    evaluate."""
+def test_a_pull_restores_everything_and_shards_come_together_without_training_again(tmp_path, s3_server):
+    """Machine A trains LIS n=3 and pushes to git and the remote; machine B pulls it all (nothing to
+    run), trains LIS n=5 on a branch and pushes; a third clone asks for the whole sweep, gathers both
+    shards and has nothing left to train or evaluate."""
     a = tmp_path / "a"
     params = tiny_project(a, [3, 5])
     params["train"].update(datasets=["lis_n3"], attentions=["standard"], widths=[16], max_steps=6, val_every=3,
@@ -120,10 +99,20 @@ def test_shards_trained_on_two_machines_come_together_without_training_again(tmp
     with_datasets(a, ["lis_n3"])
     first_commit(a, s3_server, "shard A: LIS n=3")
 
-    b = tmp_path / "b"  # another machine: the datasets from the remote, its own share of the sweep
+    # a colleague's clone pulls datasets, checkpoints and results, and has nothing left to run
+    b = tmp_path / "b"
     run(["git", "clone", "-q", str(a), str(b)], tmp_path)
+    assert not (b / "runs").exists() and not (b / "data").exists()
+    run(["dvc", "pull"], b)
+    for rel in ("data/datasets/lis_n3/train_tokens.npy", "data/datasets/lis_n3/meta.json",
+                "runs/lis_n3-standard-w16-s0/model.ckpt", "runs/lis_n3-standard-w16-s0/train.json",
+                "results/lis_n3-standard-w16-s0.json", "metrics.json", "reports/report.md"):
+        assert (b / rel).read_bytes() == (a / rel).read_bytes(), rel
+    assert "up to date" in run(["dvc", "status"], b)
+    assert "Running stage" not in run(["dvc", "repro"], b)
+
+    # then trains another share of the sweep on a branch of its own
     run(["git", "checkout", "-q", "-b", "shard-b"], b)
-    run(["dvc", "pull", "data/datasets"], b)
     with_datasets(b, ["lis_n5"])
     assert "lis_n3" not in run(["dvc", "repro"], b)  # trains and evaluates LIS n=5 alone
     run(["dvc", "push"], b)
