@@ -124,8 +124,9 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
             if config.name in study["runs"]:
                 print(f"study: {config.name}: already in {path}, skipped", flush=True)
                 continue
-            if budget is not None and time.perf_counter() - began + estimate(study, config) > budget:
-                print(f"study: {config.name}: left for a later call (about {estimate(study, config):.0f}s, "
+            guess = estimate(study, config)
+            if budget is not None and time.perf_counter() - began + guess > budget:
+                print(f"study: {config.name}: left for a later call (about {guess:.0f}s, "
                       f"{budget - time.perf_counter() + began:.0f}s of the budget left)", flush=True)
                 continue
             folder = tmp / f"{config.task}_n{config.n}"

@@ -15,7 +15,6 @@ place of GPUs: a check that the benchmark works, not a measurement.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,9 @@ from .train import dataset, provenance, settings, stage_tokens_per_s, write
 
 
 def _env(visible: int | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    from ..stages.distributed import child_env
+
+    env = child_env()
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(visible))
     return env
@@ -81,7 +82,7 @@ def _worker(job: dict) -> None:
     if (group is None or group.rank == 0) and not folder.exists():
         dataset(tmp / "data", 212, job["train_size"])
     if group is not None:
-        group.share(None)  # a barrier: the dataset is written before any process reads it
+        group.barrier()  # the dataset is written before any process reads it
     device = "cuda" if torch.cuda.is_available() else "cpu"
     result = stage_tokens_per_s(folder, verify(folder), "standard", job["width"], job["batch"], device,
                                 job["warmup"], job["steps"], tmp / "work")

@@ -28,10 +28,14 @@ def launch(devices: int, params_path: Path, data: Path, runs: Path, runtime: Pat
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
                "-m", "pipeline", "train", "--params", str(params_path), "--data", str(data), "--runs", str(runs),
                "--runtime", str(runtime)] + (["--shard", f"{shard[0]}/{shard[1]}"] if shard else [])
-    # each process starts its own W&B service: one inherited from this process (WANDB_SERVICE, set
-    # by a W&B run here before) outlives a killed training and keeps its run "in use" on resume
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    return subprocess.run(command, env=env).returncode
+    return subprocess.run(command, env=child_env()).returncode
+
+
+def child_env() -> dict:
+    """This process's environment for a child process of the project, without WANDB_SERVICE: each
+    process starts its own W&B service, since one inherited from here (set by a W&B run here before)
+    outlives a killed child and keeps its run "in use" when the child's run resumes."""
+    return {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
 
 
 class Group:
@@ -58,10 +62,16 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
+    def barrier(self) -> None:
+        """Wait until every process is here."""
         import torch.distributed as dist
 
         dist.barrier()
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        self.barrier()
         dist.destroy_process_group()
 
 

@@ -236,6 +236,10 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
         if meta["splits"]["train"]["count"] < params.batch_size:
             raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
                              f"split of {name} ({meta['splits']['train']['count']} samples)")
+    todo = shard_of(params.runs, shard)
+    if not todo:
+        say(f"train: shard {shard[0]}/{shard[1]} has no runs (the sweep has {len(params.runs)})")
+        return
     if params.devices > 1 and not distributed():  # DDP: this stage again, as one process per device
         import torch
 
@@ -257,10 +261,6 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     quiet()
     import torch
 
-    todo = shard_of(params.runs, shard)
-    if not todo:
-        say(f"train: shard {shard[0]}/{shard[1]} has no runs (the sweep has {len(params.runs)})")
-        return
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if group is not None:
         workers = 1
