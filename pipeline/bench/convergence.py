@@ -157,10 +157,17 @@ def plot(out: Path) -> None:
     runs = sorted(study["runs"].values(), key=lambda r: Config(**r["config"]).name)
     datasets = sorted({(r["config"]["task"], r["config"]["n"]) for r in runs})
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    # colour family by attention type, shade by learning rate, dashed with dropout: 10 default colours
+    # repeat once a panel holds more than 10 lines
+    families = {"standard": "Blues", "sparse": "Reds", "linear": "Greens"}
+    lrs = sorted({r["config"]["lr"] for r in runs})
     for ax, (task, n) in zip(axes[0], datasets):
         for r in (r for r in runs if (r["config"]["task"], r["config"]["n"]) == (task, n)):
             c = r["config"]
+            shade = 0.45 + 0.5 * lrs.index(c["lr"]) / max(1, len(lrs) - 1)
             ax.plot([p["sequences"] / 1e6 for p in r["curve"]], [p.get("acc", float("nan")) for p in r["curve"]],
+                    color=plt.get_cmap(families.get(c["attention"], "Greys"))(shade),
+                    linestyle="--" if c["dropout"] else "-",
                     label=f"{c['attention']} w{c['width']} lr {c['lr']:g} dropout {c['dropout']:g}")
         ax.set(title=f"{task} n={n}", xlabel="training sequences (millions)", ylabel="validation accuracy",
                ylim=(-0.02, 1.02))
