@@ -120,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--out", type=Path, default=Path("reports/convergence"), help="default: %(default)s")
     st.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
     st.add_argument("--plot", action="store_true", help="only draw curves.png and table.md from study.json")
+    ph = sub.add_parser("predict-hours", help="predicted GPU-hours of a profile's sweep, from bench-train's "
+                                              "measured throughput (every run to the cap: an upper bound)")
+    ph.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
+    ph.add_argument("--bench", type=Path, nargs="+", help="bench-train JSON files (default: reports/bench/"
+                                                          "train.json and the session-4 w64 and w1024 records)")
+    ph.add_argument("--caps", type=int, nargs="+", help="caps on sequences per run to price (default: the "
+                                                        "profile's max_steps x batch_size)")
+    ph.add_argument("--out", type=Path, help="also write the prediction as JSON here")
     return top
 
 
@@ -185,6 +193,10 @@ def dispatch(args) -> None:
             convergence.run(args.out, chosen, args.batch, args.sequences, args.val_every, args.warmup, args.stop_at,
                             args.train_size, args.git_rev, args.budget)
         convergence.plot(args.out)
+    elif args.command == "predict-hours":
+        from .bench import hours
+
+        hours.main(args.params, args.bench, args.caps, args.out)
     elif args.command == "bench-train":
         import torch
 

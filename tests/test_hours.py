@@ -1,0 +1,57 @@
+"""predict-hours: each run of a profile costed at its nearest measured throughput, to the cap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.__main__ import main
+from pipeline.bench import hours
+from pipeline.params import load_section
+
+
+def bench_file(tmp_path, records):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"records": records}))
+    return path
+
+
+def record(attention, width, length, tokens_per_s, startup=0.0):
+    return {"attention": attention, "width": width, "L": length, "tokens_per_s": tokens_per_s,
+            "startup_seconds": startup}
+
+
+def test_every_run_is_priced_at_its_nearest_record(tmp_path):
+    # params.yaml: 4 datasets x 3 attentions x widths 32, 64; max_steps 1000 x batch 64
+    records = hours.load_records([bench_file(tmp_path, [
+        record("standard", 32, 100, 1e6, startup=5.0), record("standard", 256, 100, 2e6),
+        record("sparse", 64, 100, 4e6), record("linear", 1024, 100, 8e5),
+        record("linear", 1024, 100, 4e5)])])  # the slower duplicate is dropped
+    prediction = hours.predict("params.yaml", records)
+    lengths = {d.name: d.task.max_len for d in load_section("params.yaml", "generate").datasets}
+    cap = 1000 * 64
+    tokens = sum(lengths.values()) * cap  # per attention and width
+    expected = {32: tokens / 1e6 + 4 * 5.0 + tokens / 4e6 + tokens / 8e5,
+                64: tokens / 1e6 + 4 * 5.0 + tokens / 4e6 + tokens / 8e5}  # w64 standard: w32 is nearer than w256
+    priced = prediction["caps"][str(cap)]
+    assert priced["runs"] == 24
+    for width, seconds in expected.items():
+        assert priced["hours_by_width"][width] == pytest.approx(seconds / 3600)
+    assert priced["hours"] == pytest.approx(sum(expected.values()) / 3600)
+    assert priced["figure_3_hours"] == 0  # no ED dataset in the default profile
+    doubled = hours.predict("params.yaml", records, caps=[2 * cap])["caps"][str(2 * cap)]
+    assert doubled["hours"] == pytest.approx((2 * sum(expected.values()) - 8 * 5.0) / 3600)
+
+
+def test_a_missing_benchmark_file_is_one_line_error(tmp_path, capsys):
+    assert main(["predict-hours", "--bench", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "none.json" in err and "\n" not in err
+
+
+def test_the_committed_profiles_can_be_priced(tmp_path):
+    out = tmp_path / "hours.json"
+    assert main(["predict-hours", "--params", "profiles/paper.yaml", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["caps"]["8192000"]["runs"] == 288 and saved["caps"]["8192000"]["figure_3_runs"] == 72
