@@ -108,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--extra-dropout", default="standard=0.1",
                     help="ATTENTION=DROPOUT pairs also trained at every lr (default: %(default)s)")
     st.add_argument("--sequences", type=int, default=4_000_000, help="cap on training sequences per configuration")
+    st.add_argument("--decay-fraction", type=float, default=0.0,
+                    help="decay the rate linearly to 10%% over this last fraction of the cap (default: "
+                         "%(default)s, constant: the study; 0.2 with --sequences 8192000: the profiles' schedule)")
     st.add_argument("--batch", type=int, default=512, help="sequences per step (default: %(default)s)")
     st.add_argument("--val-every", type=int, default=250, help="steps between validations (default: %(default)s)")
     st.add_argument("--warmup", type=int, default=200, help="warm-up steps (default: %(default)s)")
@@ -187,12 +190,14 @@ def dispatch(args) -> None:
             chosen = convergence.configs(split(args.datasets), split(args.attentions),
                                          [int(w) for w in split(args.widths)], [float(x) for x in split(args.lrs)],
                                          [float(x) for x in split(args.dropouts)],
-                                         {k: float(v) for k, v in extra.items()})
+                                         {k: float(v) for k, v in extra.items()}, args.decay_fraction,
+                                         args.sequences)
             if args.only:  # in the order of --only's parts
                 chosen = list(dict.fromkeys(c for part in split(args.only) for c in chosen if part in c.name))
             convergence.run(args.out, chosen, args.batch, args.sequences, args.val_every, args.warmup, args.stop_at,
                             args.train_size, args.git_rev, args.budget)
-        convergence.plot(args.out)
+        if args.plot or (args.out / "study.json").exists():  # nothing to draw when nothing was trained
+            convergence.plot(args.out)
     elif args.command == "predict-hours":
         from .bench import hours
 

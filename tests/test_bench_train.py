@@ -59,6 +59,18 @@ def test_schedule_study_records_curves_composes_and_plots(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 0 and all(c.name in table for c in chosen)
 
 
+def test_a_decayed_schedule_is_its_own_configuration():
+    from pipeline.bench import convergence
+
+    constant, = convergence.configs(["ed_n12"], ["linear"], [256], [1e-3], [0.1], {})
+    decayed, = convergence.configs(["ed_n12"], ["linear"], [256], [1e-3], [0.1], {}, decay=0.2, cap=8_192_000)
+    assert constant.name == "ed_n12-linear-w256-lr0.001-d0.1"  # as in the committed study
+    assert decayed.name == "ed_n12-linear-w256-lr0.001-d0.1-decay0.2-cap8.192M"
+    settings = convergence.settings(decayed, batch=512, sequences=8_192_000, val_every=250, warmup=200, stop_at=0.995)
+    assert settings["decay_fraction"] == 0.2 and settings["max_steps"] == 16000
+    assert convergence.settings(constant, 512, 8_192_000, 250, 200, 0.995)["decay_fraction"] == 0.0
+
+
 def test_first_sequences_at_a_threshold():
     from pipeline.bench.convergence import first_at
 

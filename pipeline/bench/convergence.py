@@ -1,7 +1,8 @@
 """The schedule study of issue 9: validation accuracy against training sequences seen, for each
 configuration (task, attention, width, learning rate, dropout), trained by the train stage's own
 `training.fit` with a constant learning rate after warm-up (no decay: the study asks when each model
-leaves its plateau, which a decay would hide) and a cap on sequences.
+leaves its plateau, which a decay would hide) and a cap on sequences; `--decay-fraction` trains the
+chosen schedule whole (its decay at the end), to check it.
 
     python -m pipeline study-schedule                      # the issue's study, on the GPU
     python -m pipeline study-schedule --only ed_n12-linear  # configurations whose name contains this
@@ -29,16 +30,21 @@ class Config:
     width: int
     lr: float
     dropout: float
+    decay: float = 0.0  # the last fraction of the cap over which the rate decays (0: constant to the end)
+    cap: int = 0  # the cap on sequences it was trained to, named where it decides the schedule (decay > 0)
 
     @property
     def name(self) -> str:
-        return f"{self.task}_n{self.n}-{self.attention}-w{self.width}-lr{self.lr:g}-d{self.dropout:g}"
+        name = f"{self.task}_n{self.n}-{self.attention}-w{self.width}-lr{self.lr:g}-d{self.dropout:g}"
+        return name + (f"-decay{self.decay:g}-cap{self.cap / 1e6:g}M" if self.decay else "")
 
 
 def configs(datasets: list[str], attentions: list[str], widths: list[int], lrs: list[float],
-            dropouts: list[float], extra_dropout: dict[str, float]) -> list[Config]:
+            dropouts: list[float], extra_dropout: dict[str, float], decay: float = 0.0,
+            cap: int = 0) -> list[Config]:
     """Every dataset x attention x width x lr x dropout, plus `extra_dropout` (attention -> dropout)
-    at every lr: the issue's dropout 0.1 for the standard model."""
+    at every lr: the issue's dropout 0.1 for the standard model. `decay` > 0 trains a profile's whole
+    schedule (constant, then a linear decay over that last fraction of `cap` sequences)."""
     out = []
     for dataset in datasets:
         task, n = dataset.rsplit("_n", 1)
@@ -46,18 +52,19 @@ def configs(datasets: list[str], attentions: list[str], widths: list[int], lrs: 
             for width in widths:
                 for lr in lrs:
                     drops = list(dropouts) + ([extra_dropout[attention]] if attention in extra_dropout else [])
-                    out += [Config(task, int(n), attention, width, lr, d) for d in dict.fromkeys(drops)]
+                    out += [Config(task, int(n), attention, width, lr, d, decay, cap if decay else 0)
+                            for d in dict.fromkeys(drops)]
     return out
 
 
 def settings(config: Config, batch: int, sequences: int, val_every: int, warmup: int, stop_at: float) -> dict:
-    """bench-train's training settings, with the configuration's lr and dropout, no decay, and
+    """bench-train's training settings, with the configuration's lr, dropout and decay, and
     validations (with early stop) every `val_every` steps up to the cap on sequences."""
     from .train import settings as bench_settings
 
     steps = max(val_every, sequences // batch // val_every * val_every)
     return {**bench_settings(batch, steps, "auto"), "dropout": config.dropout, "lr": config.lr,
-            "warmup_steps": warmup, "decay_fraction": 0.0, "val_every": val_every, "stop_at": stop_at,
+            "warmup_steps": warmup, "decay_fraction": config.decay, "val_every": val_every, "stop_at": stop_at,
             "val_generation": 256}
 
 
@@ -93,10 +100,11 @@ def first_at(points: list[dict], threshold: float) -> int | None:
 ESTIMATE_SECONDS = 150.0  # a configuration's guessed cost before any of its attention type is in the study
 
 
-def estimate(study: dict, config: Config) -> float:
-    """Seconds `config` will probably take: the longest recorded configuration of its attention type
-    and width (one that ran to the cap), else `ESTIMATE_SECONDS`."""
-    seconds = [r["seconds"] for r in study["runs"].values()
+def estimate(study: dict, config: Config, sequences: int | None = None) -> float:
+    """Seconds `config` will probably take up to `sequences`: the slowest recorded configuration of its
+    attention type and width, per sequence it saw, else `ESTIMATE_SECONDS`."""
+    seconds = [r["seconds"] * (sequences / r["curve"][-1]["sequences"] if sequences and r["curve"] else 1.0)
+               for r in study["runs"].values()
                if (r["config"]["attention"], r["config"]["width"]) == (config.attention, config.width)]
     return max(seconds, default=ESTIMATE_SECONDS)
 
@@ -124,7 +132,7 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
             if config.name in study["runs"]:
                 print(f"study: {config.name}: already in {path}, skipped", flush=True)
                 continue
-            guess = estimate(study, config)
+            guess = estimate(study, config, sequences)
             if budget is not None and time.perf_counter() - began + guess > budget:
                 print(f"study: {config.name}: left for a later call (about {guess:.0f}s, "
                       f"{budget - time.perf_counter() + began:.0f}s of the budget left)", flush=True)
@@ -185,6 +193,7 @@ def plot(out: Path) -> None:
                      f"{r['seconds']} |")
     revs = sorted({r.get("git_rev") for r in runs if r.get("git_rev")})
     (out / "table.md").write_text("# Schedule study: validation accuracy against sequences seen\n\n"
-                                  "Constant learning rate after warm-up, no decay; `python -m pipeline "
+                                  "Constant learning rate after warm-up, no decay (a name ending in -decayF-capNM: "
+                                  "constant, then decayed over the last fraction F of the cap); `python -m pipeline "
                                   f"study-schedule` at {', '.join(revs)}. Curves: curves.png.\n\n"
                                   + "\n".join(lines) + "\n")
