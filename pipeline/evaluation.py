@@ -7,6 +7,7 @@ and retrains none (training does not import it).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -33,6 +34,7 @@ class TestedModule(ChainModule):
 
     def on_test_epoch_start(self) -> None:
         self.generated = 0
+        self.generation_seconds = 0.0  # wall time of free generation: where a GPU evaluation's time goes
 
     def test_step(self, batch, batch_idx):
         logits, target, _ = self.teacher_forced(batch)
@@ -40,7 +42,9 @@ class TestedModule(ChainModule):
         self.test_token_acc(pred, target)
         self.test_exact.update(exact_match(pred, target).float())
         if self._generate_now(batch, self.test_generation):
+            start = time.perf_counter()  # generation syncs at every token, so no extra sync is needed
             self.test_answer.update(answer_correct(self.model, *batch, self.eos_id).float())
+            self.generation_seconds += time.perf_counter() - start
 
     def on_test_epoch_end(self) -> None:
         answer = self.test_answer.compute() if self.test_answer.update_count else torch.tensor(float("nan"))
@@ -52,7 +56,8 @@ class TestedModule(ChainModule):
 
 def evaluate(checkpoint: Path, folder: Path, meta: dict, batch_size: int, generation_samples: int | None,
              seed: int, logger=False, callbacks=()) -> dict:
-    """Test scores of the weights in `checkpoint` on the dataset at `folder` (checked by the caller)."""
+    """Test scores of the weights in `checkpoint` on the dataset at `folder` (checked by the caller), and
+    the seconds spent in free generation (`generation_seconds`, a timing, not a score)."""
     module = TestedModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     module.test_generation = generation_samples
     dm = ChainDataModule(folder, meta, batch_size, eval_batch_size=batch_size)
@@ -64,4 +69,5 @@ def evaluate(checkpoint: Path, folder: Path, meta: dict, batch_size: int, genera
     scores = trainer.test(module, dm, verbose=False)[0]
     return {"token_acc": scores["test/token_acc"], "exact_match": scores["test/exact_match"],
             "answer_acc": scores["test/answer_acc"], "answer_samples": int(scores["test/generated"]),
-            "graded_acc": scores["test/exact_match"] if meta["unique_chain"] else scores["test/answer_acc"]}
+            "graded_acc": scores["test/exact_match"] if meta["unique_chain"] else scores["test/answer_acc"],
+            "generation_seconds": round(module.generation_seconds, 3)}

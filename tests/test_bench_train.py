@@ -84,4 +84,7 @@ def test_sweep_benchmark_times_both_legs_and_the_evaluation(tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result["seconds"]) == {"sequential_eager", "stage_default", "evaluate_stage_default"}
     assert result["runs"] == 3 and len(result["evaluate"]["seconds_per_run"]) == 3
+    for whole, test, generation in zip(*(sorted(result["evaluate"][k]) for k in (
+            "seconds_per_run", "test_seconds_per_run", "generation_seconds_per_run"))):
+        assert 0 < generation <= test <= whole
     assert result["speedup"] > 0 and result["evaluate"]["over_training"] > 0

@@ -263,7 +263,8 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
             evaluate_stage.run(tmp / "params.yaml", data, tmp / "runs-stage_default", tmp / "results",
                                tmp / "runtime-evaluate", tmp / "metrics.json")
             timings["evaluate_stage_default"] = time.perf_counter() - start
-            per_run = [json.loads(f.read_text())["eval_seconds"] for f in (tmp / "runtime-evaluate").glob("*.json")]
+            records = [json.loads(f.read_text()) for f in (tmp / "runtime-evaluate").glob("*.json")]
+            per_run = [r["eval_seconds"] for r in records]
             print(f"bench-train: sweep evaluate: {timings['evaluate_stage_default']:.1f}s", flush=True)
         finally:
             os.chdir(home)
@@ -273,6 +274,9 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
               "batch": batch, "seconds": timings,
               "speedup": timings["sequential_eager"] / timings["stage_default"],
               "evaluate": {**SWEEP_EVALUATE, "test_size": test_size, "seconds_per_run": sorted(per_run),
+                           # where a run's evaluation goes: W&B's start and finish, trainer.test, generation
+                           "test_seconds_per_run": sorted(r["test_seconds"] for r in records),
+                           "generation_seconds_per_run": sorted(r["generation_seconds"] for r in records),
                            "over_training": timings["evaluate_stage_default"] / timings["stage_default"]}}
     write(out, result)
     return result

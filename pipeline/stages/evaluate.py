@@ -75,12 +75,17 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
         start = time.perf_counter()
         logger = wandb_logger(run, train["sweep"], meta, "evaluate",
                               {"run": train["run"], "evaluate": params.grading(), "evaluation_key": key})
+        wandb_run = logger.experiment  # W&B starts its run here, so that test_seconds leaves that out
+        graded = time.perf_counter()
         scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples, run.seed,
                           logger, [Progress(f"evaluate {position}{run_id}")])
-        logger.experiment.summary.update(scores)
-        logger.experiment.finish()
+        timing = {"generation_seconds": scores.pop("generation_seconds"),
+                  "test_seconds": round(time.perf_counter() - graded, 3)}
+        wandb_run.summary.update(scores)
+        wandb_run.finish()
         reused = False
         write_json(runtime / f"{run_id}.json", {"run": run_id, "eval_seconds": round(time.perf_counter() - start, 3),
+                                                **timing,
                                                 "device": device(), "versions": versions()})
     result = {"evaluation_key": key, **identity, **training, **scores, **derived(ckpt),
               "status": "finished" if train["status"] == "finished" else "failed"}
