@@ -35,7 +35,8 @@ def load_records(paths: list[Path]) -> list[dict]:
 
 
 def nearest(records: list[dict], attention: str, width: int, length: int) -> dict:
-    """The record of `attention` nearest in width (on a log scale), then in length."""
+    """The record of `attention` nearest in width (on a log scale), then in length; for a type never
+    benchmarked (a newly added one), the standard model's."""
     own = [r for r in records if r["attention"] == attention]
     if not own:
         own = [r for r in records if r["attention"] == "standard"]
