@@ -29,12 +29,15 @@ def exact_match(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred == target) | (target == IGNORE)).all(dim=1)
 
 
-def generated_answer(out: torch.Tensor, prompt_len: int, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def generated_answer(out: torch.Tensor, prompt_len: int | torch.Tensor,
+                     eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The answer of each generated row (the token before its first generated <eos>) and whether
-    there is one (an <eos> was generated after at least one token)."""
-    is_eos = out[:, prompt_len:] == eos_id
-    first = is_eos.int().argmax(1) + prompt_len
-    valid = is_eos.any(1) & (first > prompt_len)
+    there is one (an <eos> was generated after at least one token). `prompt_len`: one for all rows,
+    or each row's."""
+    start = torch.as_tensor(prompt_len, device=out.device).expand(len(out))[:, None]
+    is_eos = (out == eos_id) & (torch.arange(out.shape[1], device=out.device) >= start)
+    first = is_eos.int().argmax(1)
+    valid = is_eos.any(1) & (first > start[:, 0])
     answer = out[torch.arange(len(out), device=out.device), (first - 1).clamp(min=0)]
     return answer, valid
 
@@ -42,17 +45,14 @@ def generated_answer(out: torch.Tensor, prompt_len: int, eos_id: int) -> tuple[t
 @torch.no_grad()
 def answer_correct(model, tokens: torch.Tensor, lengths: torch.Tensor, prompts: torch.Tensor,
                    eos_id: int) -> torch.Tensor:
-    """Free greedy generation from each prompt (grouped by prompt length); True where the token
+    """Free greedy generation from each prompt (all prompt lengths in one pass); True where the token
     before the generated <eos> equals the true answer."""
     rows = torch.arange(len(lengths), device=tokens.device)
     answer = tokens[rows, lengths - 2]
-    correct = torch.zeros(len(lengths), dtype=torch.bool, device=tokens.device)
     was_training = model.training
     model.eval()
-    for p in torch.unique(prompts).tolist():
-        group = (prompts == p).nonzero().squeeze(1)
-        out = model.generate(tokens[group, :p], model.cfg.max_len - p, eos_id)
-        got, valid = generated_answer(out, p, eos_id)
-        correct[group] = valid & (got == answer[group])
+    longest = int(prompts.max())
+    out = model.generate(tokens[:, :longest], model.cfg.max_len, eos_id, prompt_lengths=prompts)
     model.train(was_training)
-    return correct
+    got, valid = generated_answer(out, prompts, eos_id)
+    return valid & (got == answer)

@@ -132,23 +132,31 @@ class DecoderTransformer(nn.Module):
         return self.head(self.ln_out(x))[:, 0], new_state
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, max_new: int, eos_id: int, pad_id: int = 0) -> torch.Tensor:
-        """Greedy continuation of equal-length prompts (batch, P), one token at a time with the
-        attention state; a row that wrote <eos> writes <pad> from then on. Returns (batch, P + k)."""
-        batch, length = prompt.shape
-        max_new = min(max_new, self.cfg.max_len - length)
+    def generate(self, prompt: torch.Tensor, max_new: int, eos_id: int, pad_id: int = 0,
+                 prompt_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Greedy continuation of prompts (batch, P), one token at a time with the attention state; a
+        row that wrote <eos> writes <pad> from then on. Row i's prompt is its first `prompt_lengths[i]`
+        tokens (default: all P): every row steps through the same positions, reading its prompt while
+        it lasts and its own output after, so prompts of different lengths share one pass instead
+        of one pass per length. At most P + `max_new` tokens in all (and the model's max_len).
+        Returns (batch, P + k)."""
+        batch, width = prompt.shape
+        total = min(width + max_new, self.cfg.max_len)
+        lengths = torch.full((batch,), width, device=prompt.device) if prompt_lengths is None else prompt_lengths
         state = self.init_state(batch)
-        for t in range(length):
-            logits, state = self.step(prompt[:, t], t, state)
-        out = [prompt]
+        out = [prompt[:, :1]]
         done = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
-        for t in range(length, length + max_new):
+        token = prompt[:, 0]
+        first = int(lengths.min())  # no row can be done before its prompt ends: no sync until then
+        for t in range(total - 1):  # feed position t, write position t + 1
+            logits, state = self.step(token, t, state)
             token = logits.argmax(-1)
+            if t + 1 < width:  # rows still in their prompt read it
+                token = torch.where(t + 1 < lengths, prompt[:, t + 1], token)
             token = torch.where(done, torch.full_like(token, pad_id), token)
             out.append(token[:, None])
-            done |= token == eos_id
-            if bool(done.all()) or t + 1 == self.cfg.max_len:
+            done |= (token == eos_id) & (t + 1 >= lengths)
+            if t + 1 >= first and bool(done.all()):
                 break
-            logits, state = self.step(token, t, state)
         return torch.cat(out, dim=1)
 

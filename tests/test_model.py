@@ -57,6 +57,23 @@ def test_generate_equals_greedy_recomputation(attention):
     assert after_eos.any(), "the test should cover rows that stop early"
 
 
+@pytest.mark.parametrize("attention", TYPES)
+def test_prompts_of_different_lengths_share_one_pass(attention):
+    # what answer_correct does: one pass over rows whose prompts end at different positions, each
+    # row as if it had been generated alone from its own prompt
+    m = model(attention, vocab=6)
+    tokens = torch.randint(3, 6, (6, 12))
+    lengths = torch.tensor([12, 7, 9, 7, 10, 5])
+    out = m.generate(tokens, 40, eos_id=2, prompt_lengths=lengths)
+    assert out.shape[1] <= 12 + 40
+    for i, p in enumerate(lengths.tolist()):
+        alone = m.generate(tokens[i:i + 1, :p], 12 + 40 - p, eos_id=2)[0]
+        row = out[i, :len(alone)]
+        assert torch.equal(row, alone), (i, p)
+        assert (out[i, len(alone):] == 0).all()  # after its <eos>: padding while others go on
+    assert (out == 2).any(), "the test should cover rows that stop"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

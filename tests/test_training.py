@@ -58,6 +58,10 @@ def test_generated_answer_with_early_eos():
     answer, valid = generated_answer(out, prompt_len=2, eos_id=eos)
     assert valid.tolist() == [True, False, False, True]
     assert answer[valid].tolist() == [6, 9]
+    # each row's own prompt length: an <eos> inside a prompt does not count, nor one right after it
+    answer, valid = generated_answer(out, prompt_len=torch.tensor([3, 1, 2, 5]), eos_id=eos)
+    assert valid.tolist() == [True, True, False, False]
+    assert answer[valid].tolist() == [6, 1]
 
 
 @pytest.fixture(scope="module")
