@@ -17,16 +17,13 @@ import hashlib
 import json
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 from ..data import DataError, verify
 from ..deps import code_hash
 from ..params import EvaluateParams, Run, load_section
-from .distributed import gpu_slots
 from .io import check_writable, read_json, remove_temporaries, say, write_json
-from .runtime import Progress, device, quiet, versions, worker_setup
+from .runtime import Progress, device, gpu_count, quiet, stage_pool, versions
 from .tracking import wandb_logger
 from .train import DATA, RUNS, SWEEP, check_weights
 
@@ -136,20 +133,16 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     remove_temporaries(results)  # what a killed earlier attempt was writing
     remove_temporaries(runtime)
     quiet()
-    import torch
-
     n = len(trains)
     where = [f"[{i}/{n}] " for i in range(1, n + 1)]
     jobs = [(run_id, train, params, data, metas[train["run"]["dataset"]], runs, results, runtime, w)
             for (run_id, train), w in zip(trains.items(), where)]
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = gpu_count()
     workers = params.concurrency or (min(8 * gpus, n) if gpus else 1)
     if workers == 1 or n <= 1:
         records = [_report(evaluate_run(*job)) for job in jobs]
     else:  # several processes share the GPUs: small models' generation is bound by kernel launches
-        slots = gpu_slots(workers, gpus) if gpus > 1 else None  # every GPU of the host, each process on one
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
-                                 initargs=(workers, slots)) as pool:
+        with stage_pool(workers, gpus) as pool:  # every GPU of the host, each process on one
             records = [_report(r) for r in pool.map(evaluate_run, *zip(*jobs))]
     wanted = {f"{run_id}.json" for run_id in trains}
     for folder in (results, runtime):  # results of runs that left the sweep (their runs stay in runs/)

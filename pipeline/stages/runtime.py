@@ -48,6 +48,26 @@ def worker_setup(workers: int, gpu_slots=None) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def gpu_count() -> int:
+    """GPUs this process sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def stage_pool(workers: int, gpus: int):
+    """A stage's pool of `workers` processes (spawned: CUDA does not survive a fork), each set up by
+    `worker_setup`; on a host of several GPUs, each pinned to one of them, spread evenly."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from .distributed import gpu_slots
+
+    slots = gpu_slots(workers, gpus) if gpus > 1 else None
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
+                               initargs=(workers, slots))
+
+
 class Progress(Callback):
     """A line now and then while a run trains or is evaluated: where it is and its latest accuracy."""
 

@@ -21,16 +21,14 @@ import hashlib
 import json
 import shutil
 import uuid
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 from ..data import DataError, read_meta, sha256, verify
 from ..deps import code_hash
 from ..params import ParamError, Run, TrainParams, load_section
-from .distributed import Group, distributed, gpu_slots, launch
+from .distributed import Group, distributed, launch
 from .io import check_writable, read_json, remove_temporaries, say, write_json
-from .runtime import Progress, SegmentClock, quiet, runtime_info, worker_setup
+from .runtime import Progress, SegmentClock, gpu_count, quiet, runtime_info, stage_pool
 from .tracking import wandb_logger
 
 DATA = Path("data/datasets")
@@ -261,7 +259,7 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     quiet()
     import torch
 
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = gpu_count()
     if group is not None:
         workers = 1
     elif params.concurrency:
@@ -277,9 +275,7 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     if workers == 1:
         results = [_report(p, train_run(r, params, data, runs, runtime, p, group), rank) for r, p in zip(todo, where)]
     else:  # several processes share the GPUs (each pinned to one); each trains its runs one after the other
-        slots = gpu_slots(workers, gpus) if gpus > 1 else None
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
-                                 initargs=(workers, slots)) as pool:
+        with stage_pool(workers, gpus) as pool:
             n = len(todo)
             results = [_report(p, r) for p, r in zip(where, pool.map(
                 train_run, todo, [params] * n, [data] * n, [runs] * n, [runtime] * n, where))]
