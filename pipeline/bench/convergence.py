@@ -164,9 +164,9 @@ def plot(out: Path) -> None:
     study = json.loads((out / "study.json").read_text())
     runs = sorted(study["runs"].values(), key=lambda r: Config(**r["config"]).name)
     datasets = sorted({(r["config"]["task"], r["config"]["n"]) for r in runs})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
-    # colour family by attention type, shade by learning rate, dashed with dropout: 10 default colours
-    # repeat once a panel holds more than 10 lines
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 7), squeeze=False)
+    # colour family by attention type, shade by learning rate, dashed with dropout, thicker when wider:
+    # 10 default colours repeat once a panel holds more than 10 lines
     families = {"standard": "Blues", "sparse": "Reds", "linear": "Greens"}
     lrs = sorted({r["config"]["lr"] for r in runs})
     for ax, (task, n) in zip(axes[0], datasets):
@@ -175,12 +175,13 @@ def plot(out: Path) -> None:
             shade = 0.45 + 0.5 * lrs.index(c["lr"]) / max(1, len(lrs) - 1)
             ax.plot([p["sequences"] / 1e6 for p in r["curve"]], [p.get("acc", float("nan")) for p in r["curve"]],
                     color=plt.get_cmap(families.get(c["attention"], "Greys"))(shade),
-                    linestyle="--" if c["dropout"] else "-",
-                    label=f"{c['attention']} w{c['width']} lr {c['lr']:g} dropout {c['dropout']:g}")
+                    linestyle="--" if c["dropout"] else "-", linewidth=1.5 * (c["width"] / 256) ** 0.5,
+                    label=f"{c['attention']} w{c['width']} lr {c['lr']:g} dropout {c['dropout']:g}"
+                          + (f", decay {c['decay']:g} to {c['cap'] / 1e6:g}M" if c.get("decay") else ""))
         ax.set(title=f"{task} n={n}", xlabel="training sequences (millions)", ylabel="validation accuracy",
                ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)  # off the curves
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     lines = ["| configuration | status | sequences to 90% | sequences to 99% | last accuracy | sequences seen "
