@@ -161,6 +161,7 @@ class TrainParams:
     attention_options: dict[str, dict]
     batch_size: int
     lr: float
+    lr_width: int | None  # above this width the rate falls as 1/width (training.learning_rate); None: never
     weight_decay: float
     warmup_steps: int
     decay_fraction: float
@@ -174,9 +175,9 @@ class TrainParams:
     devices: int = 1  # processes (GPUs, or CPU processes) one training uses: > 1 is Lightning's DDP
 
     KEYS = ("sweep", "datasets", "attentions", "widths", "seeds", "layers", "heads", "dropout", "attention_options",
-            "batch_size", "lr", "weight_decay", "warmup_steps", "decay_fraction", "grad_clip", "max_steps", "val_every",
-            "stop_at", "val_generation", "concurrency", "compile", "devices")
-    OPTIONAL = {"devices": 1}  # keys a train section may leave out, and their values then
+            "batch_size", "lr", "lr_width", "weight_decay", "warmup_steps", "decay_fraction", "grad_clip", "max_steps",
+            "val_every", "stop_at", "val_generation", "concurrency", "compile", "devices")
+    OPTIONAL = {"devices": 1, "lr_width": None}  # keys a train section may leave out, and their values then
 
     @property
     def runs(self) -> list[Run]:
@@ -253,6 +254,7 @@ class TrainParams:
             attention_options={k: dict(v or {}) for k, v in options.items()},
             batch_size=batch_size,
             lr=_number(section["lr"], at("lr"), 0.0, low_open=True, high=1.0),
+            lr_width=None if section["lr_width"] is None else _int(section["lr_width"], at("lr_width"), 1),
             weight_decay=_number(section["weight_decay"], at("weight_decay"), 0.0),
             warmup_steps=_int(section["warmup_steps"], at("warmup_steps"), 0),
             decay_fraction=_number(section["decay_fraction"], at("decay_fraction"), 0.0, 1.0),

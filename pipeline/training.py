@@ -347,6 +347,13 @@ def compile_mode(setting: str, width: int) -> str:
 AUTO_INDUCTOR_WIDTH = 64
 
 
+def learning_rate(lr: float, lr_width: int | None, width: int) -> float:
+    """A run's peak learning rate: `lr` up to width `lr_width`, `lr * lr_width / width` above it (the
+    1/width rule for Adam on hidden weights, as in muP; None: `lr` at every width). The schedule study
+    (reports/convergence) found lr 1e-3 best at w256 and stalling at w512, where 5e-4 learns."""
+    return lr * min(1.0, lr_width / width) if lr_width else lr
+
+
 def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
     """The module of a run (dataset meta, run = attention/width/seed, settings = the shared training
     settings of params.yaml's train section)."""
@@ -355,8 +362,9 @@ def build_module(meta: dict, run: dict, settings: dict) -> ChainModule:
              "layers": settings["layers"], "heads": settings["heads"], "dropout": settings["dropout"],
              "attention": run["attention"], "attention_options": options}
     return ChainModule(model=model, task={"name": meta["task"], "n": meta["n"]},
-                       optim={k: settings[k] for k in ("lr", "weight_decay", "warmup_steps", "decay_fraction",
-                                                       "grad_clip")},
+                       optim={**{k: settings[k] for k in ("weight_decay", "warmup_steps", "decay_fraction",
+                                                          "grad_clip")},
+                              "lr": learning_rate(settings["lr"], settings.get("lr_width"), run["width"])},
                        eos_id=meta["vocab"].index("<eos>"), unique_chain=meta["unique_chain"],
                        val_generation=settings["val_generation"])
 

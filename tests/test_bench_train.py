@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from pipeline.bench import train as bench_train
@@ -87,4 +88,23 @@ def test_sweep_benchmark_times_both_legs_and_the_evaluation(tmp_path):
     for whole, test, generation in zip(*(sorted(result["evaluate"][k]) for k in (
             "seconds_per_run", "test_seconds_per_run", "generation_seconds_per_run"))):
         assert 0 < generation <= test <= whole
-    assert result["speedup"] > 0 and result["evaluate"]["over_training"] > 0
+    assert result["speedup"] > 0 and result["evaluate"]["over_training"] > 0 and result["complete"]
+
+
+def test_a_sweep_benchmark_cut_off_in_its_baseline_keeps_the_stage_and_evaluation(tmp_path, monkeypatch):
+    from pipeline.stages import train as train_stage
+
+    real = train_stage.run
+
+    def cut_off(params_path, *args, **kwargs):  # the time limit, arriving during the eager baseline
+        if "sequential_eager" in params_path.read_text():
+            raise TimeoutError("killed")
+        return real(params_path, *args, **kwargs)
+
+    monkeypatch.setattr(train_stage, "run", cut_off)
+    out = tmp_path / "sweep.json"
+    with pytest.raises(TimeoutError):
+        bench_train.run_sweep(out, steps=2, train_size=200, batch=8, git="test", widths=[8], test_size=16)
+    kept = json.loads(out.read_text())
+    assert set(kept["seconds"]) == {"stage_default", "evaluate_stage_default"}
+    assert kept["complete"] is False and kept["speedup"] is None and len(kept["evaluate"]["seconds_per_run"]) == 3

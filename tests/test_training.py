@@ -175,6 +175,7 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         ({"val_every": 3}, ["train.val_every", "must divide train.max_steps (20)"]),
         ({"attention_options": {"linear": {"window": 4}}}, ["train.attention_options.linear", "no option 'window'"]),
         ({"lr": "fast"}, ["train.lr", "expected a number"]),
+        ({"lr_width": 0}, ["train.lr_width", ">= 1"]),
         ({"max_steps": 2.5}, ["train.max_steps", "integer"]),
         ({"attention_options": {"sparse": {"block": 0}}}, ["train.attention_options.sparse", "block"]),
     ],
@@ -263,6 +264,24 @@ def test_schedule_warms_up_holds_then_decays_to_a_tenth():
     assert all(Schedule(100, 10, 0)(s) == 1.0 for s in range(10, 100))  # no decay: constant to the end
     old = Schedule(100, 10, 90)  # decay from the end of warm-up: the earlier schedule
     assert all(old(s) == max(0.1, 1.0 - 0.9 * (s - 10) / 90) for s in range(10, 100))
+
+
+def test_the_rate_falls_as_one_over_width_above_lr_width_only(dataset):
+    import json as json_
+
+    from pipeline.training import build_module
+
+    meta = json_.loads((dataset / "lis_n5" / "meta.json").read_text())
+    settings = params(lr=1e-3, lr_width=256).training()
+    rates = {}
+    for width in (64, 256, 512, 1024):
+        module = build_module(meta, {"attention": "standard", "width": width, "seed": 0}, settings)
+        module.trainer = type("T", (), {"max_steps": 10})()  # configure_optimizers reads only the step cap
+        optimizer = module.configure_optimizers()["optimizer"]
+        rates[width] = optimizer.defaults["lr"]
+    assert rates == {64: 1e-3, 256: 1e-3, 512: 5e-4, 1024: 2.5e-4}
+    unscaled = build_module(meta, {"attention": "standard", "width": 1024, "seed": 0}, params(lr=1e-3).training())
+    assert unscaled.hparams.optim["lr"] == 1e-3  # lr_width left out: one rate at every width
 
 
 def test_gpu_concurrency_leaves_room_for_the_largest_run():

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 DEFAULT_BENCH = (Path("reports/bench/train.json"), Path("reports/bench/explore/w64_call4c.json"),
-                 Path("reports/bench/explore/w1024_call4c.json"))
+                 Path("reports/bench/explore/w1024_call4c.json"), Path("reports/bench/explore/w1024_call5b.json"))
 
 
 def load_records(paths: list[Path]) -> list[dict]:

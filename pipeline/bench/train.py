@@ -239,7 +239,19 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     from ..stages import evaluate as evaluate_stage
     from ..stages import train as train_stage
 
-    timings = {}
+    timings, evaluation = {}, {}
+
+    def record() -> dict:  # written after every phase: a call cut off by its time limit keeps what it timed
+        done = {"sequential_eager", "stage_default"} <= timings.keys()
+        result = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
+                  "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
+                  "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps,
+                  "batch": batch, "seconds": timings, "complete": done and bool(evaluation),
+                  "speedup": timings["sequential_eager"] / timings["stage_default"] if done else None,
+                  "evaluate": evaluation}
+        write(out, result)
+        return result
+
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
@@ -249,34 +261,35 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
                    "seeds": [0], **settings(batch, steps, "auto"), "val_every": steps // 2, "val_generation": 64,
                    "concurrency": "auto"}
         home = Path.cwd()
+
+        def train(label: str, concurrency, mode: str) -> None:
+            (tmp / "params.yaml").write_text(yaml.safe_dump(
+                {"train": {**section, "sweep": label, "concurrency": concurrency, "compile": mode}}))
+            start = time.perf_counter()
+            train_stage.run(tmp / "params.yaml", data, tmp / f"runs-{label}", tmp / f"runtime-{label}")
+            timings[label] = time.perf_counter() - start
+            print(f"bench-train: sweep {label}: {timings[label]:.1f}s", flush=True)
+            record()
+
         try:
             os.chdir(tmp)
-            for label, concurrency, mode in (("sequential_eager", 1, "none"), ("stage_default", "auto", "auto")):
-                (tmp / "params.yaml").write_text(yaml.safe_dump(
-                    {"train": {**section, "sweep": label, "concurrency": concurrency, "compile": mode}}))
-                start = time.perf_counter()
-                train_stage.run(tmp / "params.yaml", data, tmp / f"runs-{label}", tmp / f"runtime-{label}")
-                timings[label] = time.perf_counter() - start
-                print(f"bench-train: sweep {label}: {timings[label]:.1f}s", flush=True)
+            # the stage and its evaluation first, the slow baseline last: the numbers that are new come back
+            train("stage_default", "auto", "auto")
             (tmp / "params.yaml").write_text(yaml.safe_dump({"evaluate": SWEEP_EVALUATE}))
             start = time.perf_counter()
             evaluate_stage.run(tmp / "params.yaml", data, tmp / "runs-stage_default", tmp / "results",
                                tmp / "runtime-evaluate", tmp / "metrics.json")
             timings["evaluate_stage_default"] = time.perf_counter() - start
-            records = [json.loads(f.read_text()) for f in (tmp / "runtime-evaluate").glob("*.json")]
-            per_run = [r["eval_seconds"] for r in records]
+            runs = [json.loads(f.read_text()) for f in (tmp / "runtime-evaluate").glob("*.json")]
             print(f"bench-train: sweep evaluate: {timings['evaluate_stage_default']:.1f}s", flush=True)
+            evaluation.update({
+                **SWEEP_EVALUATE, "test_size": test_size, "seconds_per_run": sorted(r["eval_seconds"] for r in runs),
+                # where a run's evaluation goes: W&B's start and finish, trainer.test, generation
+                "test_seconds_per_run": sorted(r["test_seconds"] for r in runs),
+                "generation_seconds_per_run": sorted(r["generation_seconds"] for r in runs),
+                "over_training": timings["evaluate_stage_default"] / timings["stage_default"]})
+            record()
+            train("sequential_eager", 1, "none")
         finally:
             os.chdir(home)
-    result = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
-              "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
-              "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps,
-              "batch": batch, "seconds": timings,
-              "speedup": timings["sequential_eager"] / timings["stage_default"],
-              "evaluate": {**SWEEP_EVALUATE, "test_size": test_size, "seconds_per_run": sorted(per_run),
-                           # where a run's evaluation goes: W&B's start and finish, trainer.test, generation
-                           "test_seconds_per_run": sorted(r["test_seconds"] for r in records),
-                           "generation_seconds_per_run": sorted(r["generation_seconds"] for r in records),
-                           "over_training": timings["evaluate_stage_default"] / timings["stage_default"]}}
-    write(out, result)
-    return result
+    return record()
