@@ -60,6 +60,25 @@ def test_schedule_study_records_curves_composes_and_plots(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 0 and all(c.name in table for c in chosen)
 
 
+def test_a_study_configuration_out_of_time_keeps_its_curve_as_cut_off_and_is_trained_again(tmp_path):
+    from pipeline.bench import convergence
+    from pipeline.data import verify
+    from pipeline.generation import write_dataset
+    from pipeline.tasks import make_task
+
+    config, = convergence.configs(["lis_n3"], ["standard"], [16], [3e-3], [0.0], {})
+    folder = tmp_path / "lis_n3"
+    write_dataset(make_task("lis", 3), {"train": 300, "val": 64, "test": 16}, 0, folder)
+    long = convergence.settings(config, batch=16, sequences=16 * 20_000, val_every=5, warmup=2, stop_at=1.0)
+    record = convergence.train_curve(config, folder, verify(folder), long, tmp_path / "work", seconds=1.0)
+    assert record["status"] == "cut off" and 0 < record["curve"][-1]["step"] < 20_000 and record["seconds"] < 60
+    # the next call trains a cut-off configuration again, whole
+    (tmp_path / "study.json").write_text(json.dumps({"runs": {config.name: record}}))
+    study = convergence.run(tmp_path, [config], batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
+                            train_size=300, git="test")
+    assert study["runs"][config.name]["status"] == "finished" and study["runs"][config.name]["curve"][-1]["step"] == 10
+
+
 def test_a_decayed_schedule_is_its_own_configuration():
     from pipeline.bench import convergence
 

@@ -68,8 +68,14 @@ def settings(config: Config, batch: int, sequences: int, val_every: int, warmup:
             "val_generation": 256}
 
 
-def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, work: Path) -> dict:
-    from lightning.pytorch.callbacks import Callback
+def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, work: Path,
+                seconds: float | None = None) -> dict:
+    """One configuration's validation curve; `seconds` (Lightning's Timer) stops its training when
+    that much time has passed, and the curve so far is kept as `cut off` (a call killed by its time
+    limit would keep nothing)."""
+    from datetime import timedelta
+
+    from lightning.pytorch.callbacks import Callback, Timer
 
     from ..training import fit
 
@@ -85,10 +91,15 @@ def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, wo
                                    ("val/acc", "val/loss", "val/token_acc") if k in m}})
 
     curve = Curve()
+    timer = [Timer(duration=timedelta(seconds=max(1.0, seconds)), interval="step")] if seconds is not None else []
     start = time.perf_counter()
     result = fit(folder, meta, work / config.name, {"attention": config.attention, "width": config.width, "seed": 0},
-                 run_settings, callbacks=[curve])
-    return {"config": asdict(config), "settings": run_settings, "status": result["status"],
+                 run_settings, callbacks=[curve, *timer])
+    stopped = result["status"] == "finished" and timer and timer[0].time_remaining("train") <= 0
+    reached = curve.points and (curve.points[-1].get("acc", 0) >= run_settings["stop_at"]
+                                or curve.points[-1]["step"] >= run_settings["max_steps"])
+    return {"config": asdict(config), "settings": run_settings,
+            "status": "cut off" if stopped and not reached else result["status"],
             "reason": result["reason"], "seconds": round(time.perf_counter() - start, 1), "curve": curve.points,
             **{f"sequences_to_{int(t * 100)}": first_at(curve.points, t) for t in (0.9, 0.99)}}
 
@@ -97,6 +108,7 @@ def first_at(points: list[dict], threshold: float) -> int | None:
     return next((p["sequences"] for p in points if p.get("acc", -1) >= threshold), None)
 
 
+CLOSING_SECONDS = 20.0  # of a budget, kept for what follows the timer's stop (a last save, tearing down)
 ESTIMATE_SECONDS = 150.0  # a configuration's guessed cost before any of its attention type is in the study
 
 
@@ -129,7 +141,7 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
     with tempfile.TemporaryDirectory(prefix="study-") as tmp:
         tmp = Path(tmp)
         for config in chosen:
-            if config.name in study["runs"]:
+            if study["runs"].get(config.name, {}).get("status") not in (None, "cut off"):  # a cut-off one again
                 print(f"study: {config.name}: already in {path}, skipped", flush=True)
                 continue
             guess = estimate(study, config, sequences)
@@ -141,8 +153,9 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
             if not folder.exists():
                 write_dataset(make_task(config.task, config.n),  # the tasks' defaults: the paper's options
                               {"train": train_size, "val": 1000, "test": 16}, 2023, folder)
+            left = None if budget is None else budget - (time.perf_counter() - began) - CLOSING_SECONDS
             record = train_curve(config, folder, verify(folder),
-                                 settings(config, batch, sequences, val_every, warmup, stop_at), tmp)
+                                 settings(config, batch, sequences, val_every, warmup, stop_at), tmp, left)
             record |= {**provenance(device, git), "train_size": train_size}
             study["runs"][config.name] = record
             out.mkdir(parents=True, exist_ok=True)
