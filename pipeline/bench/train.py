@@ -240,13 +240,13 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     from ..stages import train as train_stage
 
     timings, evaluation = {}, {}
+    about = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
+             "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
+             "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps, "batch": batch}
 
     def record() -> dict:  # written after every phase: a call cut off by its time limit keeps what it timed
         done = {"sequential_eager", "stage_default"} <= timings.keys()
-        result = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
-                  "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
-                  "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps,
-                  "batch": batch, "seconds": timings, "complete": done and bool(evaluation),
+        result = {**about, "seconds": timings, "complete": done and bool(evaluation),
                   "speedup": timings["sequential_eager"] / timings["stage_default"] if done else None,
                   "evaluate": evaluation}
         write(out, result)
