@@ -86,6 +86,11 @@ def parser() -> argparse.ArgumentParser:
                     help="instead: time the train stage on a sweep of 12 small runs, sequential eager against "
                          "its defaults (writes reports/bench/sweep.json)")
     tr.add_argument("--sweep-steps", type=int, default=600, help="training steps of each sweep run")
+    tr.add_argument("--sweep-stage", default="auto:auto",
+                    help="comma-separated CONCURRENCY:COMPILE configurations of the stage to time, each a phase "
+                         "(default: %(default)s, the stage's defaults)")
+    tr.add_argument("--sweep-phases", default="stage,evaluate,eager",
+                    help="comma-separated phases to run, of %(default)s")
     so = sub.add_parser("bench-scaleout", help="benchmark: a sweep on one GPU against several, one training "
                                                "with DDP over several GPUs against one (scaleout.json)")
     so.add_argument("--gpus", type=int, default=2, help="GPUs (CPU processes on the CPU) to spread over")
@@ -212,7 +217,8 @@ def dispatch(args) -> None:
         batch = args.batch or (512 if gpu else 16)
         if args.sweep:
             out = args.out or Path("reports/bench/sweep.json" if gpu else "reports/bench/sweep_cpu.json")
-            bench_train.run_sweep(out, args.sweep_steps, args.train_size, batch, args.git_rev)
+            bench_train.run_sweep(out, args.sweep_steps, args.train_size, batch, args.git_rev,
+                                  stage=tuple(args.sweep_stage.split(",")), phases=tuple(args.sweep_phases.split(",")))
             return
         out = args.out or Path("reports/bench/train.json" if gpu else "reports/bench/train_cpu.json")
         cells = [tuple(int(x) for x in c.split("x")) for c in args.cells.split(",")] if args.cells else \

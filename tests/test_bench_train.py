@@ -127,3 +127,21 @@ def test_a_sweep_benchmark_cut_off_in_its_baseline_keeps_the_stage_and_evaluatio
     kept = json.loads(out.read_text())
     assert set(kept["seconds"]) == {"stage_default", "evaluate_stage_default"}
     assert kept["complete"] is False and kept["speedup"] is None and len(kept["evaluate"]["seconds_per_run"]) == 3
+
+
+def test_sweep_benchmark_times_each_stage_configuration_asked_for(tmp_path):
+    out = tmp_path / "sweep.json"
+    result = bench_train.run_sweep(out, steps=2, train_size=200, batch=8, git="test", widths=[8], test_size=16,
+                                   stage=("3:none", "1:auto"), phases=("stage", "eager"))
+    assert set(result["seconds"]) == {"stage_c3_none", "stage_c1_auto", "sequential_eager"}
+    assert set(result["speedups"]) == {"stage_c3_none", "stage_c1_auto"} and result["speedup"] is None
+    assert all(len(runs) == 3 and min(runs.values()) > 0 for runs in result["train_seconds_per_run"].values())
+    assert result["complete"] and not result["evaluate"] and "--sweep-stage 3:none,1:auto" in result["command"]
+
+
+@pytest.mark.parametrize("stage, phases, message", [(("auto",), ("stage",), "CONCURRENCY:COMPILE"),
+                                                    (("auto:auto",), ("stage", "evals"), "unknown")])
+def test_sweep_benchmark_refuses_a_bad_configuration_before_training(tmp_path, stage, phases, message):
+    with pytest.raises(SystemExit, match=message):
+        bench_train.run_sweep(tmp_path / "sweep.json", steps=2, train_size=200, batch=8, stage=stage, phases=phases)
+    assert not (tmp_path / "sweep.json").exists()

@@ -222,15 +222,25 @@ def write(out: Path, result: dict) -> None:
 SWEEP_WIDTHS = [32, 64, 96, 128]
 SWEEP_EVALUATE = {"batch_size": 512, "generation_samples": 1000, "concurrency": "auto"}  # profiles/gpu.yaml's
 SWEEP_TEST_SIZE = 2000
+SWEEP_PHASES = ("stage", "evaluate", "eager")
+
+
+def stage_label(spec: str) -> str:
+    """The phase name of a stage configuration CONCURRENCY:COMPILE of `--sweep-stage`."""
+    concurrency, _, mode = spec.partition(":")
+    return "stage_default" if spec == "auto:auto" else f"stage_c{concurrency}_{mode}"
 
 
 def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | None = None,
-              widths: list[int] = SWEEP_WIDTHS, test_size: int = SWEEP_TEST_SIZE) -> dict:
+              widths: list[int] = SWEEP_WIDTHS, test_size: int = SWEEP_TEST_SIZE,
+              stage: tuple[str, ...] = ("auto:auto",), phases: tuple[str, ...] = SWEEP_PHASES) -> dict:
     """The train stage (`stages.train.run`, W&B and bookkeeping included) on a sweep of small models
     (ED n=12, L=212, every attention type x `widths`), twice in a fresh project: one run after the
     other eagerly, then as the stage runs them by default (concurrency and compile: auto). Then the
     evaluate stage on the second sweep's runs, as the GPU profile grades them (2000 test samples,
-    1000 of them by free generation), timed against that sweep's training."""
+    1000 of them by free generation), timed against that sweep's training. `stage`: the stage's
+    configurations to time (CONCURRENCY:COMPILE, each a phase); `phases`: which of stage, evaluate
+    (after the first stage configuration) and eager to run."""
     import os
 
     import yaml
@@ -239,16 +249,29 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     from ..stages import evaluate as evaluate_stage
     from ..stages import train as train_stage
 
-    timings, evaluation = {}, {}
-    about = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git),
-             "command": f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}",
+    unknown = set(phases) - set(SWEEP_PHASES)
+    bad = [spec for spec in stage if spec.count(":") != 1]
+    if unknown or bad:  # before any training
+        raise SystemExit(f"bench-train: --sweep-phases: unknown {sorted(unknown)} (known: {', '.join(SWEEP_PHASES)})"
+                         if unknown else f"bench-train: --sweep-stage: expected CONCURRENCY:COMPILE, got {bad[0]!r}")
+    timings, per_run, evaluation = {}, {}, {}
+    labels = [stage_label(spec) for spec in stage] if "stage" in phases else []
+    command = f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}"
+    if tuple(stage) != ("auto:auto",) or tuple(phases) != SWEEP_PHASES:
+        command += f" --sweep-stage {','.join(stage)} --sweep-phases {','.join(phases)}"
+    about = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git), "command": command,
+             # the thread settings a call may set from outside (each pool process inherits them)
+             "environment": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS")
+                             if k in os.environ},
              "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps, "batch": batch}
 
     def record() -> dict:  # written after every phase: a call cut off by its time limit keeps what it timed
-        done = {"sequential_eager", "stage_default"} <= timings.keys()
-        result = {**about, "seconds": timings, "complete": done and bool(evaluation),
-                  "speedup": timings["sequential_eager"] / timings["stage_default"] if done else None,
-                  "evaluate": evaluation}
+        eager = timings.get("sequential_eager")
+        speedups = {label: eager / timings[label] for label in labels if eager and label in timings}
+        result = {**about, "seconds": timings, "train_seconds_per_run": per_run,
+                  "complete": set(labels) | ({"sequential_eager"} if "eager" in phases else set()) <= timings.keys()
+                  and (bool(evaluation) or "evaluate" not in phases),
+                  "speedup": speedups.get("stage_default"), "speedups": speedups, "evaluate": evaluation}
         write(out, result)
         return result
 
@@ -262,34 +285,45 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
                    "concurrency": "auto"}
         home = Path.cwd()
 
+        def evaluate_sweep(label: str) -> None:  # the evaluate stage on that phase's runs
+            (tmp / "params.yaml").write_text(yaml.safe_dump({"evaluate": SWEEP_EVALUATE}))
+            start = time.perf_counter()
+            evaluate_stage.run(tmp / "params.yaml", data, tmp / f"runs-{label}", tmp / "results",
+                               tmp / "runtime-evaluate", tmp / "metrics.json")
+            timings[f"evaluate_{label}"] = time.perf_counter() - start
+            runs = [json.loads(f.read_text()) for f in (tmp / "runtime-evaluate").glob("*.json")]
+            print(f"bench-train: sweep evaluate: {timings[f'evaluate_{label}']:.1f}s", flush=True)
+            evaluation.update({
+                **SWEEP_EVALUATE, "test_size": test_size, "of": label,
+                "seconds_per_run": sorted(r["eval_seconds"] for r in runs),
+                # where a run's evaluation goes: W&B's start and finish, trainer.test, generation
+                "test_seconds_per_run": sorted(r["test_seconds"] for r in runs),
+                "generation_seconds_per_run": sorted(r["generation_seconds"] for r in runs),
+                "over_training": timings[f"evaluate_{label}"] / timings[label]})
+            record()
+
         def train(label: str, concurrency, mode: str) -> None:
             (tmp / "params.yaml").write_text(yaml.safe_dump(
                 {"train": {**section, "sweep": label, "concurrency": concurrency, "compile": mode}}))
             start = time.perf_counter()
             train_stage.run(tmp / "params.yaml", data, tmp / f"runs-{label}", tmp / f"runtime-{label}")
             timings[label] = time.perf_counter() - start
+            per_run[label] = {r["run"]: r["train_seconds"] for r in
+                              (json.loads(f.read_text()) for f in sorted((tmp / f"runtime-{label}").glob("*.json")))}
             print(f"bench-train: sweep {label}: {timings[label]:.1f}s", flush=True)
             record()
 
         try:
             os.chdir(tmp)
             # the stage and its evaluation first, the slow baseline last: the numbers that are new come back
-            train("stage_default", "auto", "auto")
-            (tmp / "params.yaml").write_text(yaml.safe_dump({"evaluate": SWEEP_EVALUATE}))
-            start = time.perf_counter()
-            evaluate_stage.run(tmp / "params.yaml", data, tmp / "runs-stage_default", tmp / "results",
-                               tmp / "runtime-evaluate", tmp / "metrics.json")
-            timings["evaluate_stage_default"] = time.perf_counter() - start
-            runs = [json.loads(f.read_text()) for f in (tmp / "runtime-evaluate").glob("*.json")]
-            print(f"bench-train: sweep evaluate: {timings['evaluate_stage_default']:.1f}s", flush=True)
-            evaluation.update({
-                **SWEEP_EVALUATE, "test_size": test_size, "seconds_per_run": sorted(r["eval_seconds"] for r in runs),
-                # where a run's evaluation goes: W&B's start and finish, trainer.test, generation
-                "test_seconds_per_run": sorted(r["test_seconds"] for r in runs),
-                "generation_seconds_per_run": sorted(r["generation_seconds"] for r in runs),
-                "over_training": timings["evaluate_stage_default"] / timings["stage_default"]})
-            record()
-            train("sequential_eager", 1, "none")
+            for spec, label in zip(stage, labels):
+                concurrency, _, mode = spec.partition(":")
+                train(label, int(concurrency) if concurrency.isdigit() else concurrency, mode)
+            if "evaluate" in phases and labels:
+                evaluate_sweep(labels[0])
+            if "eager" in phases:
+                train("sequential_eager", 1, "none")
         finally:
             os.chdir(home)
     return record()
+
