@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
                          "(default: %(default)s, the stage's defaults)")
     tr.add_argument("--sweep-phases", default="stage,evaluate,eager",
                     help="comma-separated phases to run, of %(default)s")
+    pk = sub.add_parser("bench-pack", help="benchmark: 12 small models trained in one process as CUDA graphs on "
+                                            "their own streams, against one after another eagerly (pack.json)")
+    pk.add_argument("--steps", type=int, default=1000, help="training steps of each model (default: %(default)s)")
+    pk.add_argument("--batch", type=int, help="sequences per step (default: 512 on the GPU, 8 on the CPU)")
+    pk.add_argument("--out", type=Path, help="default: reports/bench/pack.json (pack_cpu.json on the CPU)")
+    pk.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
     so = sub.add_parser("bench-scaleout", help="benchmark: a sweep on one GPU against several, one training "
                                                "with DDP over several GPUs against one (scaleout.json)")
     so.add_argument("--gpus", type=int, default=2, help="GPUs (CPU processes on the CPU) to spread over")
@@ -181,6 +187,14 @@ def dispatch(args) -> None:
         result = attention.run(out, device, lengths, args.tokens or (2**17 if gpu else 2**13),
                                repeat=args.repeat, git=args.git_rev)
         attention.plot(result, out.with_suffix(".png"))
+    elif args.command == "bench-pack":
+        import torch
+
+        from .bench import pack
+
+        gpu = torch.cuda.is_available()
+        pack.run(args.out or Path("reports/bench/pack.json" if gpu else "reports/bench/pack_cpu.json"), args.steps,
+                 args.batch or (512 if gpu else 8), git=args.git_rev)
     elif args.command == "bench-scaleout":
         from .bench import scaleout
 

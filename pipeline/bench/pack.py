@@ -1,0 +1,183 @@
+"""Several small models trained in one process, for issue 9's sweep target (widths 32-128).
+
+Measured on the H200 (session 7, reports/bench/explore/*_call7a.*): a w64 step of the train stage
+costs 3.4 ms of GPU time but about 5 ms of CPU time (Lightning's loop, autograd, the optimiser),
+and separate processes time-slice the GPU, so 12 runs at once, eager, took 114 s against 107 s one
+after another. Kernels of different models overlap only when one process issues them on separate
+streams, and one CPU thread can drive many models only when a step costs it little. So each model's
+whole step (batch selection, forward under bf16 autocast, backward, gradient clipping, fused AdamW
+with its learning rate in a tensor) is captured once as a CUDA graph and replayed on the model's own
+stream. This benchmark measures what that design gains before the train stage is rebuilt on it: the
+project's model and loss on random tokens, against the same models trained one after another
+eagerly, in one run. No Lightning, no validation: the upper bound of the design.
+
+    python -m pipeline bench-pack --steps 1000     # reports/bench/pack.json
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..attention import ATTENTION
+from ..model import DecoderTransformer, ModelConfig
+from ..training import Schedule, chain_loss
+from .train import provenance, sync, write
+
+WIDTHS = [32, 64, 96, 128]
+WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuBLAS workspaces, AdamW's state)
+
+
+@dataclass
+class Member:
+    """One model of the pack, with what its graphed step reads and writes (all on the device)."""
+
+    model: DecoderTransformer
+    optimizer: torch.optim.Optimizer
+    lr: torch.Tensor | float
+    data: torch.Tensor  # (rows, L + 1) training tokens
+    batch: int
+    base_lr: float
+    schedule: Schedule
+    step_index: torch.Tensor  # the step as a device tensor: the graph picks its batch by it
+    loss: torch.Tensor | None = None  # the last step's loss (a graph's static output)
+    graph: torch.cuda.CUDAGraph | None = None
+    stream: torch.cuda.Stream | None = None
+    losses: list = field(default_factory=list)
+
+    def rows(self) -> torch.Tensor:
+        # consecutive rows from the step's offset: the same batches graphed and eager
+        start = self.step_index * self.batch
+        return (start + torch.arange(self.batch, device=self.data.device)) % self.data.shape[0]
+
+    def step(self) -> None:
+        """One training step, as the graph records it (nothing here may synchronise with the CPU)."""
+        tokens = self.data[self.rows()]
+        with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.data.is_cuda, cache_enabled=False):
+            logits = self.model(tokens[:, :-1])
+        self.loss = chain_loss(logits, tokens[:, 1:])
+        self.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.step_index += 1
+
+    def set_lr(self, step: int) -> None:
+        value = self.base_lr * self.schedule(step)
+        if isinstance(self.lr, torch.Tensor):
+            self.lr.fill_(value)  # in place: the captured optimiser reads this tensor
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = value
+
+
+def member(attention: str, width: int, vocab: int, length: int, batch: int, rows: int, steps: int,
+           device: str, graphed: bool, seed: int = 0, dropout: float = 0.1) -> Member:
+    torch.manual_seed(seed)
+    model = DecoderTransformer(ModelConfig(vocab_size=vocab, max_len=length, width=width, dropout=dropout,
+                                           attention=attention)).to(device)
+    base_lr = 1e-3
+    lr = torch.tensor(base_lr, device=device) if graphed else base_lr
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    fused = device == "cuda"
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=lr, betas=(0.9, 0.99), fused=fused, capturable=graphed)
+    data = torch.randint(1, vocab, (rows, length + 1), generator=torch.Generator().manual_seed(seed)).to(device)
+    return Member(model, optimizer, lr, data, batch, base_lr, Schedule(steps, 200, round(0.2 * steps)),
+                  torch.zeros((), dtype=torch.long, device=device))
+
+
+def capture(m: Member) -> None:
+    """Warm-up steps on a side stream, then the whole step recorded as one graph on the member's
+    own stream (as in PyTorch's whole-network capture)."""
+    m.stream = torch.cuda.Stream()
+    m.stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(m.stream):
+        for i in range(WARMUP_STEPS):
+            m.set_lr(i)
+            m.optimizer.zero_grad(set_to_none=True)
+            m.step()
+    torch.cuda.current_stream().wait_stream(m.stream)
+    m.optimizer.zero_grad(set_to_none=True)
+    m.graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(m.graph, stream=m.stream):
+        m.step()
+
+
+def train_eager(m: Member, steps: int, record_every: int = 0) -> None:
+    for i in range(steps):
+        m.set_lr(i)
+        m.optimizer.zero_grad(set_to_none=True)
+        m.step()
+        if record_every and (i + 1) % record_every == 0:
+            m.losses.append(m.loss.detach().clone())
+
+
+def train_packed(members: list[Member], steps: int, record_every: int = 0) -> None:
+    """Every member's graph replayed once a step, each on its own stream: their kernels overlap.
+    The first WARMUP_STEPS steps were taken at capture."""
+    for i in range(WARMUP_STEPS, steps):
+        for m in members:
+            with torch.cuda.stream(m.stream):
+                m.set_lr(i)
+                m.graph.replay()
+                if record_every and (i + 1) % record_every == 0:
+                    m.losses.append(m.loss.detach().clone())
+    for m in members:
+        torch.cuda.current_stream().wait_stream(m.stream)
+
+
+def configurations(widths: list[int]) -> list[tuple[str, int]]:
+    return [(attention, width) for attention in ATTENTION for width in widths]
+
+
+def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, widths: list[int] = WIDTHS,
+        git: str | None = None) -> dict:
+    """The pack one after another eagerly, then graphed one after another, then graphed and packed
+    (on the GPU; the CPU has only the first), each timed whole: building, capture and training."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    configs = configurations(widths)
+    rows = max(batch * 4, 64)
+    seconds, peaks = {}, {}
+
+    def timed(label: str, body) -> None:
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync(device)
+        start = time.perf_counter()
+        body()
+        sync(device)
+        seconds[label] = time.perf_counter() - start
+        if device == "cuda":
+            peaks[label] = torch.cuda.max_memory_allocated() / 2**30
+        print(f"bench-pack: {label}: {seconds[label]:.1f}s", flush=True)
+
+    def eager() -> None:
+        for attention, width in configs:
+            train_eager(member(attention, width, vocab, length, batch, rows, steps, device, False), steps)
+
+    def graphed_one_by_one() -> None:
+        for attention, width in configs:
+            m = member(attention, width, vocab, length, batch, rows, steps, device, True)
+            capture(m)
+            train_packed([m], steps)
+
+    def packed() -> None:
+        members = [member(a, w, vocab, length, batch, rows, steps, device, True) for a, w in configs]
+        for m in members:
+            capture(m)
+        train_packed(members, steps)
+
+    timed("sequential_eager", eager)
+    if device == "cuda":
+        timed("sequential_graphed", graphed_one_by_one)
+        timed("packed_graphed", packed)
+    result = {**provenance(device, git), "command": f"python -m pipeline bench-pack --steps {steps} --batch {batch}",
+              "models": [f"{a}-w{w}" for a, w in configs], "L": length, "vocab": vocab, "steps": steps,
+              "batch": batch, "seconds": seconds, "peak_gpu_gib": peaks,
+              "speedup": {k: seconds["sequential_eager"] / v for k, v in seconds.items() if k != "sequential_eager"}}
+    write(out, result)
+    return result

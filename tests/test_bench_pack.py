@@ -1,0 +1,43 @@
+"""The packed-training benchmark (pipeline/bench/pack.py): it runs and records on the CPU, and on a
+GPU its graphed, packed steps compute what the eager steps do."""
+
+import json
+
+import pytest
+import torch
+
+from pipeline.bench import pack
+
+
+def test_pack_benchmark_writes_its_timings_on_the_cpu(tmp_path):
+    out = tmp_path / "pack.json"
+    result = pack.run(out, steps=4, batch=4, length=16, vocab=12, widths=[8], git="test")
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert len(result["models"]) == 3 and result["seconds"]["sequential_eager"] > 0
+    if not torch.cuda.is_available():
+        assert set(result["seconds"]) == {"sequential_eager"} and result["speedup"] == {}
+
+
+def test_an_eager_member_learns_its_tokens():
+    m = pack.member("standard", 16, 8, 12, 8, 8, 200, "cpu", graphed=False, dropout=0.0)
+    pack.train_eager(m, 200, record_every=10)
+    assert m.losses[-1] < 0.5 * m.losses[0]  # 8 rows, seen over and over: memorised
+    assert int(m.step_index) == 200
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("attention", ["standard", "sparse", "linear"])
+def test_graphed_packed_steps_compute_the_eager_steps(attention):
+    steps = 12
+    eager = pack.member(attention, 32, 16, 40, 8, 32, steps, "cuda", graphed=False, dropout=0.0)
+    pack.train_eager(eager, steps, record_every=1)
+    graphed = [pack.member(attention, 32, 16, 40, 8, 32, steps, "cuda", graphed=True, dropout=0.0)
+               for _ in range(2)]  # two of them, as a pack
+    for m in graphed:
+        pack.capture(m)
+    pack.train_packed(graphed, steps, record_every=1)
+    expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
+    for m in graphed:
+        assert torch.allclose(torch.stack(m.losses).float(), expected, rtol=2e-2, atol=1e-3)
+        for a, b in zip(m.model.parameters(), eager.model.parameters()):
+            assert torch.allclose(a, b, rtol=5e-2, atol=5e-3)
