@@ -145,7 +145,7 @@ class Run:
 
 
 # train.compile: how a training step runs on a GPU (see training.compiled_loss); auto picks by width
-COMPILE_MODES = ("auto", "none", "cudagraphs", "inductor", "inductor-cudagraphs")
+COMPILE_MODES = ("auto", "none", "cudagraphs", "inductor", "inductor-cudagraphs", "max-autotune")
 
 
 @dataclass(frozen=True)

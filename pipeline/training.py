@@ -316,9 +316,11 @@ def chain_loss(logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor |
 # How a training step runs on a GPU (train.compile; the CPU always runs eagerly, the same function):
 # none: eager kernels; cudagraphs: the eager kernels of forward and backward replayed as CUDA graphs
 # (no kernel compilation, removes launch overhead); inductor: fused, compiled kernels (torch.compile);
-# inductor-cudagraphs: compiled kernels replayed as CUDA graphs (torch.compile's reduce-overhead).
-COMPILE = ("none", "cudagraphs", "inductor", "inductor-cudagraphs")
-GRAPHED = ("cudagraphs", "inductor-cudagraphs")
+# inductor-cudagraphs: compiled kernels replayed as CUDA graphs (torch.compile's reduce-overhead);
+# max-autotune: the same, with matrix products chosen by timing Triton templates against cuBLAS,
+# which can fuse the elementwise work around them (minutes of start-up, cached on disk by shape).
+COMPILE = ("none", "cudagraphs", "inductor", "inductor-cudagraphs", "max-autotune")
+GRAPHED = ("cudagraphs", "inductor-cudagraphs", "max-autotune")
 
 
 def compiled_loss(loss, mode: str):
@@ -329,8 +331,9 @@ def compiled_loss(loss, mode: str):
     torch._dynamo.reset()
     if mode == "cudagraphs":
         return torch.compile(loss, backend="cudagraphs", dynamic=False)
-    if mode in ("inductor", "inductor-cudagraphs"):
-        return torch.compile(loss, mode="reduce-overhead" if mode in GRAPHED else "default", dynamic=False)
+    if mode in ("inductor", "inductor-cudagraphs", "max-autotune"):
+        kind = {"inductor": "default", "inductor-cudagraphs": "reduce-overhead"}.get(mode, mode)
+        return torch.compile(loss, mode=kind, dynamic=False)
     raise ValueError(f"train.compile: unknown mode {mode!r} (known: auto, {', '.join(COMPILE)})")
 
 

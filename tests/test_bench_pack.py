@@ -14,8 +14,9 @@ def test_pack_benchmark_writes_its_timings_on_the_cpu(tmp_path):
     result = pack.run(out, steps=4, batch=4, length=16, vocab=12, widths=[8], git="test")
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert len(result["models"]) == 3 and result["seconds"]["sequential_eager"] > 0
+    assert set(result["seconds_per_model"]["sequential_eager"]) == set(result["models"])
     if not torch.cuda.is_available():
-        assert set(result["seconds"]) == {"sequential_eager"} and result["speedup"] == {}
+        assert set(result["seconds"]) == {"sequential_eager"} and result["speedup"] == {} and not result["errors"]
 
 
 def test_an_eager_member_learns_its_tokens():

@@ -16,7 +16,7 @@ from wandb_records import summary_of
 
 from pipeline.report.collect import Grid, compute_curve, fit_power_law, load_metrics
 from pipeline.report.figures import heatmap_panel, save
-from pipeline.report.markdown import exponent_rows, min_width_table, report, statement
+from pipeline.report.markdown import exponent_rows, min_width_table, report, runtime_report, statement
 
 ROOT = Path(__file__).resolve().parents[1]
 SEQ = {4: 40, 8: 160, 16: 640}
@@ -170,3 +170,12 @@ def test_compute_figure_axes_and_fitted_slopes():
     assert [t.get_text() for t in flops.get_xticklabels()] == ["40", "160", "640"]
     legend = [t.get_text() for t in flops.get_legend().get_texts()]
     assert legend == ["standard 90% (slope 1.00)", "linear 90% (slope 1.50)"]
+
+
+def test_runtime_report_names_the_largest_peak_gpu_memory():
+    about = {"sweeps": ["hand"], "devices": ["NVIDIA H200"], "git_revs": ["abc"], "software": "torch"}
+    gpu = Grid([record(width=16, run="small", peak_gpu_gib=1.5), record(width=32, run="large", peak_gpu_gib=12.25),
+                record(width=64, run="cpu-run", peak_gpu_gib=None)])
+    assert "peak GPU memory of a run: 12.25 GiB at most (large; 2 of 3 runs" in runtime_report(gpu, [0.9], {}, about)
+    cpu = Grid([record(width=16, run="small")])
+    assert "peak GPU memory of a run: not recorded" in runtime_report(cpu, [0.9], {}, about)

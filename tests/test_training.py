@@ -94,6 +94,7 @@ def test_training_run_writes_its_result_weights_timing_and_wandb_files(dataset, 
     assert str(tmp_path) not in (folder / "model.ckpt").read_bytes().decode("latin-1")  # no absolute path
     timing = json.loads((tmp_path / "runtime" / f"{run.id}.json").read_text())
     assert timing["train_seconds"] > 0 and timing["device"] == "cpu" and timing["train_tokens_per_s"] > 0
+    assert timing["peak_gpu_gib"] is None  # recorded on a GPU only
     assert "train_seconds" not in json.loads((folder / "train.json").read_text())
     files = list((tmp_path / "wandb").rglob("run-*.wandb"))
     assert len(files) == 1
@@ -294,3 +295,31 @@ def test_gpu_concurrency_leaves_room_for_the_largest_run():
     largest = peak_gib(512, 508, 1024, 3)  # the paper's largest cell
     assert gpu_workers(260, largest, h200) == 2 and 2 * largest < 0.85 * h200
     assert gpu_workers(3, 1.0, h200) == 3 and gpu_workers(5, 500.0, h200) == 1
+
+
+def test_every_compile_mode_is_accepted_by_the_params_and_known_to_training():
+    from pipeline.params import COMPILE_MODES
+    from pipeline.training import COMPILE, compiled_loss
+
+    assert COMPILE_MODES == ("auto", *COMPILE)  # params.py cannot import torch: the two lists must agree
+    for mode in COMPILE:  # torch.compile wraps lazily: nothing is compiled until a GPU step calls it
+        assert callable(compiled_loss(lambda x: x, mode))
+    with pytest.raises(ValueError, match="unknown mode 'fast'"):
+        compiled_loss(lambda x: x, "fast")
+
+
+def test_the_segment_clock_keeps_the_largest_peak_gpu_memory_of_every_segment(tmp_path, monkeypatch):
+    from pipeline.stages.runtime import SegmentClock
+
+    allocated = {"now": 3 * 2**30}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: allocated["now"])
+    state = {"segments": [10.0, 0.0], "peak_gpu_gib": 5.0}  # an earlier segment peaked at 5 GiB
+    clock = SegmentClock(tmp_path / "resume.json", state)
+    clock.on_train_start()
+    clock.tick(force=True)
+    assert json.loads((tmp_path / "resume.json").read_text())["peak_gpu_gib"] == 5.0
+    allocated["now"] = 7.5 * 2**30
+    clock.tick(force=True)
+    assert json.loads((tmp_path / "resume.json").read_text())["peak_gpu_gib"] == 7.5

@@ -141,29 +141,56 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
     device = "cuda" if torch.cuda.is_available() else "cpu"
     configs = configurations(widths)
     rows = max(batch * 4, 64)
-    seconds, peaks = {}, {}
+    seconds, per_model, peaks, errors = {}, {}, {}, {}
+    about = {**provenance(device, git), "command": f"python -m pipeline bench-pack --steps {steps} --batch {batch}",
+             "models": [f"{a}-w{w}" for a, w in configs], "L": length, "vocab": vocab, "steps": steps,
+             "batch": batch}
+
+    def record() -> dict:  # after every phase: a call cut off by its time limit keeps what it timed
+        eager = seconds.get("sequential_eager")
+        result = {**about, "seconds": seconds, "seconds_per_model": per_model, "peak_gpu_gib": peaks, "errors": errors,
+                  "speedup": {k: eager / v for k, v in seconds.items() if k != "sequential_eager" and eager}}
+        write(out, result)
+        return result
 
     def timed(label: str, body) -> None:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         sync(device)
         start = time.perf_counter()
-        body()
-        sync(device)
+        try:
+            body()
+            sync(device)
+        except RuntimeError as err:  # a path that cannot be captured is a result too, not the end of the run
+            errors[label] = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+            print(f"bench-pack: {label}: failed: {errors[label]}", flush=True)
+            record()
+            return
         seconds[label] = time.perf_counter() - start
         if device == "cuda":
             peaks[label] = torch.cuda.max_memory_allocated() / 2**30
         print(f"bench-pack: {label}: {seconds[label]:.1f}s", flush=True)
+        record()
+
+    def one_by_one(label: str, graphed: bool) -> None:  # each model's seconds too: what packing overlaps
+        per_model[label] = {}
+        for attention, width in configs:
+            sync(device)
+            start = time.perf_counter()
+            m = member(attention, width, vocab, length, batch, rows, steps, device, graphed)
+            if graphed:
+                capture(m)
+                train_packed([m], steps)
+            else:
+                train_eager(m, steps)
+            sync(device)
+            per_model[label][f"{attention}-w{width}"] = round(time.perf_counter() - start, 3)
 
     def eager() -> None:
-        for attention, width in configs:
-            train_eager(member(attention, width, vocab, length, batch, rows, steps, device, False), steps)
+        one_by_one("sequential_eager", False)
 
     def graphed_one_by_one() -> None:
-        for attention, width in configs:
-            m = member(attention, width, vocab, length, batch, rows, steps, device, True)
-            capture(m)
-            train_packed([m], steps)
+        one_by_one("sequential_graphed", True)
 
     def packed() -> None:
         members = [member(a, w, vocab, length, batch, rows, steps, device, True) for a, w in configs]
@@ -171,13 +198,11 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
             capture(m)
         train_packed(members, steps)
 
-    timed("sequential_eager", eager)
+    for attention, width in configs:  # untimed: CUDA's, cuBLAS's and cuDNN's first-use costs are no phase's
+        train_eager(member(attention, width, vocab, length, batch, rows, steps, device, False), 1)
+    # the new numbers first, the eager baseline last
     if device == "cuda":
-        timed("sequential_graphed", graphed_one_by_one)
         timed("packed_graphed", packed)
-    result = {**provenance(device, git), "command": f"python -m pipeline bench-pack --steps {steps} --batch {batch}",
-              "models": [f"{a}-w{w}" for a, w in configs], "L": length, "vocab": vocab, "steps": steps,
-              "batch": batch, "seconds": seconds, "peak_gpu_gib": peaks,
-              "speedup": {k: seconds["sequential_eager"] / v for k, v in seconds.items() if k != "sequential_eager"}}
-    write(out, result)
-    return result
+        timed("sequential_graphed", graphed_one_by_one)
+    timed("sequential_eager", eager)
+    return record()

@@ -141,6 +141,11 @@ def report(grid: Grid, thresholds: list[float], figures: dict[str, str]) -> str:
 def runtime_report(grid: Grid, thresholds: list[float], figures: dict[str, str], provenance: dict) -> str:
     """What depends on the machine and the moment: training time, hardware, software, revisions."""
     seconds = sum(r.get("train_seconds") or 0 for r in grid.records)
+    peaks = [r for r in grid.records if r.get("peak_gpu_gib")]
+    largest = max(peaks, key=lambda r: r["peak_gpu_gib"]) if peaks else None
+    memory = (f"{largest['peak_gpu_gib']:.2f} GiB at most ({largest['run']}; {len(peaks)} of {len(grid.records)} "
+              "runs recorded theirs), allocated by a run's process while it trained" if largest else
+              "not recorded (no run trained on a GPU)")
     lines = [
         "# Runtime of the runs in ../report.md",
         "",
@@ -153,6 +158,7 @@ def runtime_report(grid: Grid, thresholds: list[float], figures: dict[str, str],
         f"- code: git {', '.join(provenance['git_revs']) or 'unknown'}",
         f"- total training time: {seconds:.0f} s ({seconds / 3600:.2f} h), the sum over runs and over the "
         "segments of resumed runs (runs that trained side by side on one GPU overlap in wall-clock time)",
+        f"- peak GPU memory of a run: {memory}",
         "",
     ]
     for caption, path in figures.items():

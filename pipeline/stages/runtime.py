@@ -98,19 +98,32 @@ class Progress(Callback):
 
 class SegmentClock(Callback):
     """Keeps the time of the current training segment in runs/<run>/resume.json up to date (every few
-    seconds and at every checkpoint), so that a killed segment still counts in train_seconds."""
+    seconds and at every checkpoint), so that a killed segment still counts in train_seconds; on a
+    GPU, with the peak memory the run's process has allocated in any of its segments (`peak_gpu_gib`),
+    which is what decides how many runs fit on one GPU at once."""
 
     def __init__(self, path: Path, state: dict, every: float = 2.0) -> None:
         self.path, self.state, self.every = path, state, every
         self.start = self.last = None
+        self.cuda = False
 
     def on_train_start(self, *args) -> None:  # training time: setup and W&B start are not counted
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:  # from what is allocated now (model, optimiser, data on the device)
+            torch.cuda.reset_peak_memory_stats()
         self.start = self.last = time.perf_counter()
 
     def tick(self, force: bool = False) -> None:
         now = time.perf_counter()
         if self.start is not None and (force or now - self.last >= self.every):
             self.state["segments"][-1] = round(now - self.start, 3)
+            if self.cuda:
+                import torch
+
+                peak = torch.cuda.max_memory_allocated() / 2**30
+                self.state["peak_gpu_gib"] = round(max(peak, self.state.get("peak_gpu_gib") or 0.0), 3)
             write_json(self.path, self.state)
             self.last = now
 
@@ -134,7 +147,8 @@ def device() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
-def runtime_info(segments: list[float]) -> dict:
-    """The run-dependent record of a training: seconds (every segment), device, revision, versions."""
-    return {"train_seconds": round(sum(segments), 3), "segments": segments, "device": device(),
-            "git_rev": git_rev(), "versions": versions()}
+def runtime_info(segments: list[float], peak_gpu_gib: float | None = None) -> dict:
+    """The run-dependent record of a training: seconds (every segment), peak GPU memory (None on the
+    CPU), device, revision, versions."""
+    return {"train_seconds": round(sum(segments), 3), "segments": segments, "peak_gpu_gib": peak_gpu_gib,
+            "device": device(), "git_rev": git_rev(), "versions": versions()}

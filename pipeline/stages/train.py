@@ -160,7 +160,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         raise
     record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
               **result}
-    info = {**runtime_info(state["segments"]), "devices": group.world if group else 1}
+    info = {**runtime_info(state["segments"], state.get("peak_gpu_gib")), "devices": group.world if group else 1}
     write_json(runtime / f"{run.id}.json", {"run": run.id, "sweep": params.sweep, **info,
                                              "train_tokens_per_s": _tokens_per_s(folder, result["steps"],
                                                                                  params.batch_size,
