@@ -3,7 +3,8 @@
 # models (bench-pack, after its GPU tests check graphed packed steps against eager ones), then
 # max-autotune against the default compile at w512 and w1024 (the 45% MFU target), each step
 # time-boxed. Output goes to files, no pipes.
-# Run from the repository root: bash run13.sh <git rev> <seconds>
+# Run from the repository root: bash run13.sh <git rev> <seconds>, the revision written out here: on the
+# device, `git rev-parse` answers from a stale .git (session 7 recorded 5e5ef16 for 5663c42)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 || exit 1
 REV=$1; END=$((SECONDS + $2)); LOG=$OUT/call.log

@@ -3,7 +3,8 @@
 # processes take turns on the GPU (session 7: 12 at once eager 114 s against 107 s one after
 # another); MPS lets their kernels run side by side. The daemon is the user's own (private pipe and
 # log folders, the GPU's compute mode untouched) and is stopped on exit whatever happens.
-# Run from the repository root: bash run14.sh <git rev> <seconds>
+# Run from the repository root: bash run14.sh <git rev> <seconds>, the revision written out here: on the
+# device, `git rev-parse` answers from a stale .git (session 7 recorded 5e5ef16 for 5663c42)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 || exit 1
 REV=$1; END=$((SECONDS + $2)); LOG=$OUT/call.log
