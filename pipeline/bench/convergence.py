@@ -177,12 +177,16 @@ def plot(out: Path) -> None:
     study = json.loads((out / "study.json").read_text())
     runs = sorted(study["runs"].values(), key=lambda r: Config(**r["config"]).name)
     datasets = sorted({(r["config"]["task"], r["config"]["n"]) for r in runs})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 7), squeeze=False)
+    cols = min(3, len(datasets))  # rows of three panels: the figure stays readable as datasets are added
+    rows = -(-len(datasets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 8 * rows), squeeze=False)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
     # colour family by attention type, shade by learning rate, dashed with dropout, thicker when wider:
     # 10 default colours repeat once a panel holds more than 10 lines
     families = {"standard": "Blues", "sparse": "Reds", "linear": "Greens"}
     lrs = sorted({r["config"]["lr"] for r in runs})
-    for ax, (task, n) in zip(axes[0], datasets):
+    for ax, (task, n) in zip(axes.flat, datasets):
         for r in (r for r in runs if (r["config"]["task"], r["config"]["n"]) == (task, n)):
             c = r["config"]
             shade = 0.45 + 0.5 * lrs.index(c["lr"]) / max(1, len(lrs) - 1)
