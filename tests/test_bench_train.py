@@ -142,6 +142,17 @@ def test_sweep_benchmark_times_each_stage_configuration_asked_for(tmp_path):
 @pytest.mark.parametrize("stage, phases, message", [(("auto",), ("stage",), "CONCURRENCY:COMPILE"),
                                                     (("auto:auto",), ("stage", "evals"), "unknown")])
 def test_sweep_benchmark_refuses_a_bad_configuration_before_training(tmp_path, stage, phases, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ValueError, match=message):
         bench_train.run_sweep(tmp_path / "sweep.json", steps=2, train_size=200, batch=8, stage=stage, phases=phases)
+    assert not (tmp_path / "sweep.json").exists()
+
+
+def test_a_bad_sweep_phase_is_one_line_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    command = ["bench-train", "--sweep", "--sweep-phases", "stage,evals", "--out", str(tmp_path / "sweep.json")]
+    result = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: bench-train: --sweep-phases: unknown ['evals'] (known: stage, evaluate, eager)"]
     assert not (tmp_path / "sweep.json").exists()

@@ -252,7 +252,7 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     unknown = set(phases) - set(SWEEP_PHASES)
     bad = [spec for spec in stage if spec.count(":") != 1]
     if unknown or bad:  # before any training
-        raise SystemExit(f"bench-train: --sweep-phases: unknown {sorted(unknown)} (known: {', '.join(SWEEP_PHASES)})"
+        raise ValueError(f"bench-train: --sweep-phases: unknown {sorted(unknown)} (known: {', '.join(SWEEP_PHASES)})"
                          if unknown else f"bench-train: --sweep-stage: expected CONCURRENCY:COMPILE, got {bad[0]!r}")
     timings, per_run, evaluation = {}, {}, {}
     labels = [stage_label(spec) for spec in stage] if "stage" in phases else []
