@@ -19,6 +19,13 @@ def test_pack_benchmark_writes_its_timings_on_the_cpu(tmp_path):
         assert set(result["seconds"]) == {"sequential_eager"} and result["speedup"] == {} and not result["errors"]
 
 
+@pytest.mark.parametrize("steps, batch", [(3, 4), (10, 0)])
+def test_pack_benchmark_refuses_too_few_steps_or_an_empty_batch(tmp_path, steps, batch):
+    with pytest.raises(ValueError, match="--steps must be more than 3"):
+        pack.run(tmp_path / "pack.json", steps=steps, batch=batch)
+    assert not (tmp_path / "pack.json").exists()
+
+
 def test_an_eager_member_learns_its_tokens():
     m = pack.member("standard", 16, 8, 12, 8, 8, 200, "cpu", graphed=False, dropout=0.0)
     pack.train_eager(m, 200, record_every=10)

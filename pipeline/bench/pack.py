@@ -138,6 +138,9 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
         git: str | None = None) -> dict:
     """The pack one after another eagerly, then graphed one after another, then graphed and packed
     (on the GPU; the CPU has only the first), each timed whole: building, capture and training."""
+    if steps <= WARMUP_STEPS or batch < 1:
+        raise ValueError(f"bench-pack: --steps must be more than {WARMUP_STEPS} and --batch at least 1, "
+                         f"got {steps} and {batch}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     configs = configurations(widths)
     rows = max(batch * 4, 64)
