@@ -136,8 +136,8 @@ def configurations(widths: list[int]) -> list[tuple[str, int]]:
 
 def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, widths: list[int] = WIDTHS,
         git: str | None = None) -> dict:
-    """The pack one after another eagerly, then graphed one after another, then graphed and packed
-    (on the GPU; the CPU has only the first), each timed whole: building, capture and training."""
+    """The pack graphed and packed, then graphed one after another (both on the GPU only), then one
+    after another eagerly, each phase timed whole: building, capture and training."""
     if steps <= WARMUP_STEPS or batch < 1:
         raise ValueError(f"bench-pack: --steps must be more than {WARMUP_STEPS} and --batch at least 1, "
                          f"got {steps} and {batch}")
