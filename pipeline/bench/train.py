@@ -225,10 +225,11 @@ SWEEP_TEST_SIZE = 2000
 SWEEP_PHASES = ("stage", "evaluate", "eager")
 
 
-def stage_label(spec: str) -> str:
-    """The phase name of a stage configuration CONCURRENCY:COMPILE of `--sweep-stage`."""
+def stage_phase(spec: str) -> tuple[str, int | str, str]:
+    """A stage configuration CONCURRENCY:COMPILE of `--sweep-stage`: its phase name, concurrency, compile."""
     concurrency, _, mode = spec.partition(":")
-    return "stage_default" if spec == "auto:auto" else f"stage_c{concurrency}_{mode}"
+    label = "stage_default" if spec == "auto:auto" else f"stage_c{concurrency}_{mode}"
+    return label, int(concurrency) if concurrency.isdigit() else concurrency, mode
 
 
 def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | None = None,
@@ -255,7 +256,10 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
         raise ValueError(f"bench-train: --sweep-phases: unknown {sorted(unknown)} (known: {', '.join(SWEEP_PHASES)})"
                          if unknown else f"bench-train: --sweep-stage: expected CONCURRENCY:COMPILE, got {bad[0]!r}")
     timings, per_run, evaluation = {}, {}, {}
-    labels = [stage_label(spec) for spec in stage] if "stage" in phases else []
+    configurations = [stage_phase(spec) for spec in stage] if "stage" in phases else []
+    labels = [label for label, _, _ in configurations]
+    expected = {*labels, *(["sequential_eager"] if "eager" in phases else []),
+                *([f"evaluate_{labels[0]}" if labels else "evaluate"] if "evaluate" in phases else [])}  # none: never
     command = f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}"
     if tuple(stage) != ("auto:auto",) or tuple(phases) != SWEEP_PHASES:
         command += f" --sweep-stage {','.join(stage)} --sweep-phases {','.join(phases)}"
@@ -268,9 +272,7 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     def record() -> dict:  # written after every phase: a call cut off by its time limit keeps what it timed
         eager = timings.get("sequential_eager")
         speedups = {label: eager / timings[label] for label in labels if eager and label in timings}
-        result = {**about, "seconds": timings, "train_seconds_per_run": per_run,
-                  "complete": set(labels) | ({"sequential_eager"} if "eager" in phases else set()) <= timings.keys()
-                  and (bool(evaluation) or "evaluate" not in phases),
+        result = {**about, "seconds": timings, "train_seconds_per_run": per_run, "complete": expected <= timings.keys(),
                   "speedup": speedups.get("stage_default"), "speedups": speedups, "evaluate": evaluation}
         write(out, result)
         return result
@@ -316,9 +318,8 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
         try:
             os.chdir(tmp)
             # the stage and its evaluation first, the slow baseline last: the numbers that are new come back
-            for spec, label in zip(stage, labels):
-                concurrency, _, mode = spec.partition(":")
-                train(label, int(concurrency) if concurrency.isdigit() else concurrency, mode)
+            for label, concurrency, mode in configurations:
+                train(label, concurrency, mode)
             if "evaluate" in phases and labels:
                 evaluate_sweep(labels[0])
             if "eager" in phases:
