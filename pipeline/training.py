@@ -266,14 +266,7 @@ class ChainModule(L.LightningModule):
     # --- optimiser -----------------------------------------------------------------------------
     def configure_optimizers(self):
         opt = self.hparams.optim
-        decay, no_decay = [], []
-        for param in self.model.parameters():
-            # no weight decay on biases and LayerNorm parameters (the 1-d ones), as the public code
-            (no_decay if param.ndim < 2 else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=opt["lr"], betas=(0.9, 0.99), fused=self.device.type == "cuda",  # one kernel for every tensor
-        )
+        optimizer = adamw(self.model, opt["lr"], opt["weight_decay"], fused=self.device.type == "cuda")
         total = max(1, self.trainer.max_steps)
         schedule = Schedule(total, opt["warmup_steps"], round(opt["decay_fraction"] * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -284,6 +277,18 @@ class ChainModule(L.LightningModule):
         # cannot know that bf16 needs no unscaling); this is the same call the Trainer would make
         if self.hparams.optim.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hparams.optim["grad_clip"])
+
+
+def adamw(model: torch.nn.Module, lr: float | torch.Tensor, weight_decay: float, fused: bool,
+          capturable: bool = False) -> torch.optim.AdamW:
+    """The training optimiser: no weight decay on biases and LayerNorm parameters (the 1-d ones), as
+    the public code; `fused` (a GPU): one kernel for every tensor; `capturable`: safe to record in a
+    CUDA graph (then `lr` is a device tensor)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), fused=fused, capturable=capturable)
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,8 @@ def chain_loss(logits: torch.Tensor, target: torch.Tensor, scale: torch.Tensor |
 # which can fuse the elementwise work around them (minutes of start-up, cached on disk by shape).
 COMPILE = ("none", "cudagraphs", "inductor", "inductor-cudagraphs", "max-autotune")
 GRAPHED = ("cudagraphs", "inductor-cudagraphs", "max-autotune")
+# the torch.compile mode of each inductor setting
+INDUCTOR = {"inductor": "default", "inductor-cudagraphs": "reduce-overhead", "max-autotune": "max-autotune"}
 
 
 def compiled_loss(loss, mode: str):
@@ -331,9 +338,8 @@ def compiled_loss(loss, mode: str):
     torch._dynamo.reset()
     if mode == "cudagraphs":
         return torch.compile(loss, backend="cudagraphs", dynamic=False)
-    if mode in ("inductor", "inductor-cudagraphs", "max-autotune"):
-        kind = {"inductor": "default", "inductor-cudagraphs": "reduce-overhead"}.get(mode, mode)
-        return torch.compile(loss, mode=kind, dynamic=False)
+    if mode in INDUCTOR:
+        return torch.compile(loss, mode=INDUCTOR[mode], dynamic=False)
     raise ValueError(f"train.compile: unknown mode {mode!r} (known: auto, {', '.join(COMPILE)})")
 
 

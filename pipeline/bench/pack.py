@@ -24,7 +24,7 @@ import torch
 
 from ..attention import ATTENTION
 from ..model import DecoderTransformer, ModelConfig
-from ..training import Schedule, chain_loss
+from ..training import Schedule, adamw, chain_loss
 from .train import provenance, sync, write
 
 WIDTHS = [32, 64, 96, 128]
@@ -80,11 +80,7 @@ def member(attention: str, width: int, vocab: int, length: int, batch: int, rows
                                            attention=attention)).to(device)
     base_lr = 1e-3
     lr = torch.tensor(base_lr, device=device) if graphed else base_lr
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    fused = device == "cuda"
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=lr, betas=(0.9, 0.99), fused=fused, capturable=graphed)
+    optimizer = adamw(model, lr, 0.01, fused=device == "cuda", capturable=graphed)
     data = torch.randint(1, vocab, (rows, length + 1), generator=torch.Generator().manual_seed(seed)).to(device)
     return Member(model, optimizer, lr, data, batch, base_lr, Schedule(steps, 200, round(0.2 * steps)),
                   torch.zeros((), dtype=torch.long, device=device))
