@@ -97,6 +97,8 @@ def parser() -> argparse.ArgumentParser:
     pk.add_argument("--batch", type=int, help="sequences per step (default: 512 on the GPU, 8 on the CPU)")
     pk.add_argument("--out", type=Path, help="default: reports/bench/pack.json (pack_cpu.json on the CPU)")
     pk.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
+    pk.add_argument("--phases", help="comma-separated phases, of packed_compiled, packed_graphed, sequential_graphed, "
+                                      "sequential_eager (the graphed ones on a GPU only; default: all but the first)")
     so = sub.add_parser("bench-scaleout", help="benchmark: a sweep on one GPU against several, one training "
                                                "with DDP over several GPUs against one (scaleout.json)")
     so.add_argument("--gpus", type=int, default=2, help="GPUs (CPU processes on the CPU) to spread over")
@@ -193,8 +195,9 @@ def dispatch(args) -> None:
         from .bench import pack
 
         gpu = torch.cuda.is_available()
+        phases = pack.DEFAULT_PHASES if args.phases is None else tuple(p for p in args.phases.split(",") if p)
         pack.run(args.out or Path("reports/bench/pack.json" if gpu else "reports/bench/pack_cpu.json"), args.steps,
-                 args.batch or (512 if gpu else 8), git=args.git_rev)
+                 args.batch or (512 if gpu else 8), git=args.git_rev, phases=phases)
     elif args.command == "bench-scaleout":
         from .bench import scaleout
 

@@ -26,6 +26,34 @@ def test_pack_benchmark_refuses_too_few_steps_or_an_empty_batch(tmp_path, steps,
     assert not (tmp_path / "pack.json").exists()
 
 
+@pytest.mark.parametrize("phases, message", [(("packed_compiled", "eager"), "unknown 'eager'"), ((), "none given")])
+def test_pack_benchmark_refuses_an_unknown_or_no_phase(tmp_path, phases, message):
+    with pytest.raises(ValueError, match=message):
+        pack.run(tmp_path / "pack.json", steps=4, batch=4, phases=phases)
+    assert not (tmp_path / "pack.json").exists()
+
+
+def test_a_bad_pack_phase_is_one_line_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    command = ["bench-pack", "--phases", "packed,sequential_eager", "--out", str(tmp_path / "pack.json")]
+    result = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: bench-pack: --phases: unknown 'packed' (known: packed_compiled, packed_graphed, sequential_graphed, "
+        "sequential_eager)"]
+    assert not (tmp_path / "pack.json").exists()
+
+
+def test_the_chosen_phases_alone_run_and_the_command_says_so(tmp_path):
+    result = pack.run(tmp_path / "pack.json", steps=4, batch=4, length=16, vocab=12, widths=[8], git="test",
+                      phases=("packed_compiled", "sequential_eager"))
+    assert result["command"].endswith("--phases packed_compiled,sequential_eager")
+    expected = {"packed_compiled", "sequential_eager"} if torch.cuda.is_available() else {"sequential_eager"}
+    assert set(result["seconds"]) | set(result["errors"]) == expected
+    assert set(result["training_loop_seconds"]) <= {"packed_compiled"}
+
+
 def test_an_eager_member_learns_its_tokens():
     m = pack.member("standard", 16, 8, 12, 8, 8, 200, "cpu", graphed=False, dropout=0.0)
     pack.train_eager(m, 200, record_every=10)
@@ -49,3 +77,17 @@ def test_graphed_packed_steps_compute_the_eager_steps(attention):
         assert torch.allclose(torch.stack(m.losses).float(), expected, rtol=2e-2, atol=1e-3)
         for a, b in zip(m.model.parameters(), eager.model.parameters()):
             assert torch.allclose(a, b, rtol=5e-2, atol=5e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_graphed_packed_steps_compute_the_eager_steps():
+    steps = 12
+    eager = pack.member("standard", 32, 16, 40, 8, 32, steps, "cuda", graphed=False, dropout=0.0)
+    pack.train_eager(eager, steps, record_every=1)
+    compiled = pack.member("standard", 32, 16, 40, 8, 32, steps, "cuda", graphed=True, dropout=0.0, compiled=True)
+    pack.capture(compiled)
+    pack.train_packed([compiled], steps, record_every=1)
+    expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
+    assert torch.allclose(torch.stack(compiled.losses).float(), expected, rtol=2e-2, atol=1e-3)
+    for a, b in zip(compiled.model.parameters(), eager.model.parameters()):
+        assert torch.allclose(a, b, rtol=5e-2, atol=5e-3)

@@ -9,9 +9,12 @@ whole step (batch selection, forward under bf16 autocast, backward, gradient cli
 with its learning rate in a tensor) is captured once as a CUDA graph and replayed on the model's own
 stream. This benchmark measures what that design gains before the train stage is rebuilt on it: the
 project's model and loss on random tokens, against the same models trained one after another
-eagerly, in one run. No Lightning, no validation: the upper bound of the design.
+eagerly, in one run. No Lightning, no validation: the upper bound of the design. The phase
+`packed_compiled` compiles each model (inductor, default mode) before its step is captured: fewer,
+fused kernels in each graph, at the cost of compiling 12 models in one process.
 
     python -m pipeline bench-pack --steps 1000     # reports/bench/pack.json
+    python -m pipeline bench-pack --phases packed_compiled,sequential_eager
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from .train import provenance, sync, write
 
 WIDTHS = [32, 64, 96, 128]
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuBLAS workspaces, AdamW's state)
+# in the order they run: the new numbers first, the eager baseline last; all but the last need a GPU
+PHASES = ("packed_compiled", "packed_graphed", "sequential_graphed", "sequential_eager")
+DEFAULT_PHASES = PHASES[1:]
 
 
 @dataclass
 class Member:
     """One model of the pack, with what its graphed step reads and writes (all on the device)."""
 
-    model: DecoderTransformer
+    model: torch.nn.Module  # a DecoderTransformer, or its torch.compile wrapper (the same parameters)
     optimizer: torch.optim.Optimizer
     lr: torch.Tensor | float
     data: torch.Tensor  # (rows, L + 1) training tokens
@@ -74,10 +80,12 @@ class Member:
 
 
 def member(attention: str, width: int, vocab: int, length: int, batch: int, rows: int, steps: int,
-           device: str, graphed: bool, seed: int = 0, dropout: float = 0.1) -> Member:
+           device: str, graphed: bool, seed: int = 0, dropout: float = 0.1, compiled: bool = False) -> Member:
     torch.manual_seed(seed)
     model = DecoderTransformer(ModelConfig(vocab_size=vocab, max_len=length, width=width, dropout=dropout,
                                            attention=attention)).to(device)
+    if compiled:  # compiled at the first warm-up step; the graph then records inductor's kernels
+        model = torch.compile(model, dynamic=False)
     base_lr = 1e-3
     lr = torch.tensor(base_lr, device=device) if graphed else base_lr
     optimizer = adamw(model, lr, 0.01, fused=device == "cuda", capturable=graphed)
@@ -131,23 +139,30 @@ def configurations(widths: list[int]) -> list[tuple[str, int]]:
 
 
 def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, widths: list[int] = WIDTHS,
-        git: str | None = None) -> dict:
-    """The pack graphed and packed, then graphed one after another (both on the GPU only), then one
-    after another eagerly, each phase timed whole: building, capture and training."""
+        git: str | None = None, phases: tuple[str, ...] = DEFAULT_PHASES) -> dict:
+    """The chosen `phases` (PHASES, in that order; the graphed ones on the GPU only), each timed whole:
+    building, compiling, capture and training; the packed ones' training loop alone too."""
     if steps <= WARMUP_STEPS or batch < 1:
         raise ValueError(f"bench-pack: --steps must be more than {WARMUP_STEPS} and --batch at least 1, "
                          f"got {steps} and {batch}")
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown or not phases:
+        raise ValueError(f"bench-pack: --phases: unknown {unknown[0]!r} (known: {', '.join(PHASES)})" if unknown
+                         else "bench-pack: --phases: none given")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     configs = configurations(widths)
     rows = max(batch * 4, 64)
-    seconds, per_model, peaks, errors = {}, {}, {}, {}
-    about = {**provenance(device, git), "command": f"python -m pipeline bench-pack --steps {steps} --batch {batch}",
-             "models": [f"{a}-w{w}" for a, w in configs], "L": length, "vocab": vocab, "steps": steps,
-             "batch": batch}
+    seconds, loop_seconds, per_model, peaks, errors = {}, {}, {}, {}, {}
+    command = f"python -m pipeline bench-pack --steps {steps} --batch {batch}"
+    if tuple(phases) != DEFAULT_PHASES:
+        command += f" --phases {','.join(phases)}"
+    about = {**provenance(device, git), "command": command, "models": [f"{a}-w{w}" for a, w in configs],
+             "L": length, "vocab": vocab, "steps": steps, "batch": batch}
 
     def record() -> dict:  # after every phase: a call cut off by its time limit keeps what it timed
         eager = seconds.get("sequential_eager")
-        result = {**about, "seconds": seconds, "seconds_per_model": per_model, "peak_gpu_gib": peaks, "errors": errors,
+        result = {**about, "seconds": seconds, "training_loop_seconds": loop_seconds, "seconds_per_model": per_model,
+                  "peak_gpu_gib": peaks, "errors": errors,
                   "speedup": {k: eager / v for k, v in seconds.items() if k != "sequential_eager" and eager}}
         write(out, result)
         return result
@@ -191,17 +206,23 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
     def graphed_one_by_one() -> None:
         one_by_one("sequential_graphed", True)
 
-    def packed() -> None:
-        members = [member(a, w, vocab, length, batch, rows, steps, device, True) for a, w in configs]
+    def packed(label: str, compiled: bool) -> None:
+        members = [member(a, w, vocab, length, batch, rows, steps, device, True, compiled=compiled)
+                   for a, w in configs]
         for m in members:
             capture(m)
+        sync(device)
+        start = time.perf_counter()  # what a long training pays a step, without the start-up
         train_packed(members, steps)
+        sync(device)
+        loop_seconds[label] = time.perf_counter() - start
 
     for attention, width in configs:  # untimed: CUDA's, cuBLAS's and cuDNN's first-use costs are no phase's
         train_eager(member(attention, width, vocab, length, batch, rows, steps, device, False), 1)
-    # the new numbers first, the eager baseline last
-    if device == "cuda":
-        timed("packed_graphed", packed)
-        timed("sequential_graphed", graphed_one_by_one)
-    timed("sequential_eager", eager)
+    bodies = {"packed_compiled": lambda: packed("packed_compiled", True),
+              "packed_graphed": lambda: packed("packed_graphed", False),
+              "sequential_graphed": graphed_one_by_one, "sequential_eager": eager}
+    for label in PHASES:
+        if label in phases and (device == "cuda" or label == "sequential_eager"):
+            timed(label, bodies[label])
     return record()
