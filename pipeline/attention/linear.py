@@ -55,6 +55,13 @@ class LinearAttention(Attention):
     def options(self) -> dict:
         return {"chunk": self.chunk}
 
+    @classmethod
+    def benchmark_variants(cls, device: str) -> dict[str, dict]:
+        # on the GPU, other chunk sizes beside the default: which is fastest at the grid's lengths
+        # (the default's products are small at head widths 8-64) is for a benchmark to say
+        chunks = (32, 128, 512) if device == "cuda" else ()
+        return {cls.name: {}, **{f"{cls.name}_c{c}": {"chunk": c} for c in chunks}}
+
     def reference(self, q, k, v):
         fq, fk = phi(q.double()), phi(k.double())
         length = q.shape[2]
