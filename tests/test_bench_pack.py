@@ -86,6 +86,8 @@ def test_compiled_graphed_packed_steps_compute_the_eager_steps():
     pack.train_eager(eager, steps, record_every=1)
     compiled = pack.member("standard", 32, 16, 40, 8, 32, steps, "cuda", graphed=True, dropout=0.0, compiled=True)
     pack.capture(compiled)
+    from torch._dynamo.utils import counters
+    assert counters["stats"]["unique_graphs"] >= 1  # inductor's kernels, not eager ones, in the graph
     pack.train_packed([compiled], steps, record_every=1)
     expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
     assert torch.allclose(torch.stack(compiled.losses).float(), expected, rtol=2e-2, atol=1e-3)

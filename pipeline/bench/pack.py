@@ -152,7 +152,7 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
     device = "cuda" if torch.cuda.is_available() else "cpu"
     configs = configurations(widths)
     rows = max(batch * 4, 64)
-    seconds, loop_seconds, per_model, peaks, errors = {}, {}, {}, {}, {}
+    seconds, loop_seconds, per_model, peaks, errors, graphs = {}, {}, {}, {}, {}, {}
     command = f"python -m pipeline bench-pack --steps {steps} --batch {batch}"
     if tuple(phases) != DEFAULT_PHASES:
         command += f" --phases {','.join(phases)}"
@@ -162,7 +162,7 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
     def record() -> dict:  # after every phase: a call cut off by its time limit keeps what it timed
         eager = seconds.get("sequential_eager")
         result = {**about, "seconds": seconds, "training_loop_seconds": loop_seconds, "seconds_per_model": per_model,
-                  "peak_gpu_gib": peaks, "errors": errors,
+                  "peak_gpu_gib": peaks, "errors": errors, "compiled_graphs": graphs,
                   "speedup": {k: eager / v for k, v in seconds.items() if k != "sequential_eager" and eager}}
         write(out, result)
         return result
@@ -209,8 +209,14 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
     def packed(label: str, compiled: bool) -> None:
         members = [member(a, w, vocab, length, batch, rows, steps, device, True, compiled=compiled)
                    for a, w in configs]
-        for m in members:
-            capture(m)
+        # every model's forward is one function to dynamo: above its recompile limit (8) the rest
+        # would silently run eager, so the limit is raised to the pack's size while they compile
+        with torch._dynamo.config.patch(recompile_limit=max(8, 2 * len(members))):
+            for m in members:
+                capture(m)
+        if compiled:  # the evidence that none fell back to eager: a graph a model at least
+            from torch._dynamo.utils import counters
+            graphs[label] = counters["stats"]["unique_graphs"]
         sync(device)
         start = time.perf_counter()  # what a long training pays a step, without the start-up
         train_packed(members, steps)
