@@ -140,7 +140,8 @@ def parser() -> argparse.ArgumentParser:
                                               "measured throughput (every run to the cap: an upper bound)")
     ph.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
     ph.add_argument("--bench", type=Path, nargs="+", help="bench-train JSON files (default: reports/bench/"
-                                                          "train.json and the session-4 and -5 w64 and w1024 records)")
+                                                          "train.json, the session-4 and -5 w64 and w1024 records, "
+                                                          "session 8's w32-128 cells)")
     ph.add_argument("--caps", type=int, nargs="+", help="caps on sequences per run to price (default: the "
                                                         "profile's max_steps x batch_size)")
     ph.add_argument("--out", type=Path, help="also write the prediction as JSON here")

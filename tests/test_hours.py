@@ -27,7 +27,8 @@ def test_every_run_is_priced_at_its_nearest_record(tmp_path):
     records = hours.load_records([bench_file(tmp_path, [
         record("standard", 32, 100, 1e6, startup=5.0), record("standard", 256, 100, 2e6),
         record("sparse", 64, 100, 4e6), record("linear", 1024, 100, 8e5),
-        record("linear", 1024, 100, 4e5)])])  # the slower duplicate is dropped
+        record("linear", 1024, 100, 4e5),  # the slower duplicate is dropped
+        {"attention": "sparse", "width": 32, "L": 100, "error": "InductorError: ..."}])])  # a failed one too
     prediction = hours.predict("params.yaml", records)
     lengths = {d.name: d.task.max_len for d in load_section("params.yaml", "generate").datasets}
     cap = 1000 * 64

@@ -17,17 +17,21 @@ import math
 from pathlib import Path
 
 DEFAULT_BENCH = (Path("reports/bench/train.json"), Path("reports/bench/explore/w64_call4c.json"),
-                 Path("reports/bench/explore/w1024_call4c.json"), Path("reports/bench/explore/w1024_call5b.json"))
+                 Path("reports/bench/explore/w1024_call4c.json"), Path("reports/bench/explore/w1024_call5b.json"),
+                 Path("reports/bench/explore/small_cells_call8d.json"))  # widths 32-128, all three types
 
 
 def load_records(paths: list[Path]) -> list[dict]:
     """bench-train records, each tagged with the file it came from; of two records of one attention,
-    width and length, the faster compile mode (the one `compile: auto` should pick) is kept."""
+    width and length, the faster compile mode (the one `compile: auto` should pick) is kept. A record
+    that failed (an `error`, no throughput) prices nothing."""
     best: dict[tuple, dict] = {}
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such benchmark file (write it with python -m pipeline bench-train)")
         for record in json.loads(path.read_text()).get("records", []):
+            if "tokens_per_s" not in record:
+                continue
             key = (record["attention"], record["width"], record["L"])
             if key not in best or record["tokens_per_s"] > best[key]["tokens_per_s"]:
                 best[key] = {**record, "source": str(path)}
