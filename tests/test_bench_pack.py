@@ -61,6 +61,15 @@ def test_an_eager_member_learns_its_tokens():
     assert int(m.step_index) == 200
 
 
+def assert_computes_the_eager_steps(members, eager):
+    """Each member's losses after its capture, and its final weights, are the eager member's."""
+    expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
+    for m in members:
+        assert torch.allclose(torch.stack(m.losses).float(), expected, rtol=2e-2, atol=1e-3)
+        for a, b in zip(m.model.parameters(), eager.model.parameters()):
+            assert torch.allclose(a, b, rtol=5e-2, atol=5e-3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("attention", ["standard", "sparse", "linear"])
 def test_graphed_packed_steps_compute_the_eager_steps(attention):
@@ -72,11 +81,7 @@ def test_graphed_packed_steps_compute_the_eager_steps(attention):
     for m in graphed:
         pack.capture(m)
     pack.train_packed(graphed, steps, record_every=1)
-    expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
-    for m in graphed:
-        assert torch.allclose(torch.stack(m.losses).float(), expected, rtol=2e-2, atol=1e-3)
-        for a, b in zip(m.model.parameters(), eager.model.parameters()):
-            assert torch.allclose(a, b, rtol=5e-2, atol=5e-3)
+    assert_computes_the_eager_steps(graphed, eager)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -89,7 +94,4 @@ def test_compiled_graphed_packed_steps_compute_the_eager_steps():
     from torch._dynamo.utils import counters
     assert counters["stats"]["unique_graphs"] >= 1  # inductor's kernels, not eager ones, in the graph
     pack.train_packed([compiled], steps, record_every=1)
-    expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
-    assert torch.allclose(torch.stack(compiled.losses).float(), expected, rtol=2e-2, atol=1e-3)
-    for a, b in zip(compiled.model.parameters(), eager.model.parameters()):
-        assert torch.allclose(a, b, rtol=5e-2, atol=5e-3)
+    assert_computes_the_eager_steps([compiled], eager)

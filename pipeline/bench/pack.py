@@ -200,12 +200,6 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
             sync(device)
             per_model[label][f"{attention}-w{width}"] = round(time.perf_counter() - start, 3)
 
-    def eager() -> None:
-        one_by_one("sequential_eager", False)
-
-    def graphed_one_by_one() -> None:
-        one_by_one("sequential_graphed", True)
-
     def packed(label: str, compiled: bool) -> None:
         members = [member(a, w, vocab, length, batch, rows, steps, device, True, compiled=compiled)
                    for a, w in configs]
@@ -227,7 +221,8 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
         train_eager(member(attention, width, vocab, length, batch, rows, steps, device, False), 1)
     bodies = {"packed_compiled": lambda: packed("packed_compiled", True),
               "packed_graphed": lambda: packed("packed_graphed", False),
-              "sequential_graphed": graphed_one_by_one, "sequential_eager": eager}
+              "sequential_graphed": lambda: one_by_one("sequential_graphed", True),
+              "sequential_eager": lambda: one_by_one("sequential_eager", False)}
     for label in PHASES:
         if label in phases and (device == "cuda" or label == "sequential_eager"):
             timed(label, bodies[label])

@@ -327,4 +327,3 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
         finally:
             os.chdir(home)
     return record()
-
