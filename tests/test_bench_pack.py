@@ -90,8 +90,17 @@ def test_compiled_graphed_packed_steps_compute_the_eager_steps():
     eager = pack.member("standard", 32, 16, 40, 8, 32, steps, "cuda", graphed=False, dropout=0.0)
     pack.train_eager(eager, steps, record_every=1)
     compiled = pack.member("standard", 32, 16, 40, 8, 32, steps, "cuda", graphed=True, dropout=0.0, compiled=True)
+    start = torch.cat([p.detach().flatten() for p in compiled.model.parameters()])  # the eager member's start too
     pack.capture(compiled)
     from torch._dynamo.utils import counters
     assert counters["stats"]["unique_graphs"] >= 1  # inductor's kernels, not eager ones, in the graph
     pack.train_packed([compiled], steps, record_every=1)
-    assert_computes_the_eager_steps([compiled], eager)
+    expected = torch.stack(eager.losses[pack.WARMUP_STEPS:]).float()
+    assert torch.allclose(torch.stack(compiled.losses).float(), expected, rtol=2e-2, atol=1e-3)
+    # Inductor's kernels round differently, and AdamW's first steps move a weight by about lr whatever
+    # its gradient's size: where a gradient is near 0, rounding flips its sign. So no elementwise bound:
+    # the compiled weights must end far closer to the eager ones than the eager ones moved.
+    ours, theirs = (torch.cat([p.detach().flatten() for p in m.model.parameters()]) for m in (compiled, eager))
+    ratio = ((ours - theirs).norm() / (theirs - start).norm()).item()
+    print(f"compiled member: weight distance to eager / eager's movement = {ratio:.4f}")
+    assert ratio < 0.25, ratio

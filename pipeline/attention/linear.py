@@ -46,7 +46,7 @@ class LinearAttention(Attention):
         plus the normaliser phi(q) . z, 2 d per head: 4 W d + 2 W per position."""
         return length * (4 * width * (width // heads) + 2 * width)
 
-    def __init__(self, max_len: int, chunk: int = 64) -> None:
+    def __init__(self, max_len: int, chunk: int = 128) -> None:
         super().__init__(max_len)
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise AttentionError(f"linear chunk size must be an integer >= 1, got {chunk!r}")
@@ -57,9 +57,9 @@ class LinearAttention(Attention):
 
     @classmethod
     def benchmark_variants(cls, device: str) -> dict[str, dict]:
-        # on the GPU, other chunk sizes beside the default: which is fastest at the grid's lengths
-        # (the default's products are small at head widths 8-64) is for a benchmark to say
-        chunks = (32, 128, 512) if device == "cuda" else ()
+        # on the GPU, other chunk sizes beside the default 128 (the fastest of 32-512 at w1024 L=212 by
+        # 10%, level with 64 at w256: reports/bench/explore/linear_chunks_call9b.json)
+        chunks = (32, 64, 512) if device == "cuda" else ()
         return {cls.name: {}, **{f"{cls.name}_c{c}": {"chunk": c} for c in chunks}}
 
     def reference(self, q, k, v):
