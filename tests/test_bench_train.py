@@ -26,6 +26,8 @@ def test_bench_train_writes_every_type_with_a_ratio(tmp_path):
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
     assert {"device", "git_rev", "command", "records"} <= set(saved)
+    # which machine: the same device kind has come with hosts whose CPUs differ 2x
+    assert set(saved["host"]) == {"name", "cpu", "cpus", "op_dispatch_us"} and saved["host"]["op_dispatch_us"] > 0
     # every registered type, plus the sparse paths it benchmarks on its own
     assert {r["attention"] for r in saved["records"]} == {"standard", "sparse", "linear", "sparse_blocks",
                                                           "sparse_dense"}

@@ -207,11 +207,32 @@ def dataset(tmp: Path, length: int, train_size: int, test_size: int = 256) -> Pa
     return folder
 
 
+def host() -> dict:
+    """The machine behind the device: two H200 machines of one kind ran the same eager sweep 2x apart
+    (session 9), its small models bound by the host's CPU, so a ratio only holds within one host."""
+    import os
+
+    cpu = platform.processor() or "unknown"
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    one = torch.zeros(1)
+    start = time.perf_counter()
+    for _ in range(20000):  # what an eager step of a small model waits on: the CPU's cost of one op
+        one.add_(1)
+    dispatch_us = (time.perf_counter() - start) / 20000 * 1e6
+    return {"name": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "op_dispatch_us": round(dispatch_us, 2)}
+
+
 def provenance(device: str, git: str | None) -> dict:
     import lightning
 
     return {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-            "git_rev": git or git_rev(), "versions": {"torch": torch.__version__, "lightning": lightning.__version__}}
+            "host": host(), "git_rev": git or git_rev(),
+            "versions": {"torch": torch.__version__, "lightning": lightning.__version__}}
 
 
 def write(out: Path, result: dict) -> None:
