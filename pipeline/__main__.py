@@ -17,6 +17,17 @@ def option(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def positive(text: str) -> int:
+    """A positive integer argument."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m pipeline", description="Stages and tools of the pipeline; "
                                   "`dvc repro` runs the stages in order.")
@@ -117,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--attentions", default="standard,sparse,linear", help="comma-separated (default: %(default)s)")
     st.add_argument("--widths", default="256", help="comma-separated (default: %(default)s)")
     st.add_argument("--lrs", default="5e-4,1e-3,2e-3", help="comma-separated learning rates (default: %(default)s)")
+    st.add_argument("--lr-width", type=positive,
+                    help="scale each lr as the profiles do above this width (train.lr_width: lr x WIDTH / width; "
+                         "default: every lr as given at every width)")
     st.add_argument("--dropouts", default="0", help="comma-separated (default: %(default)s)")
     st.add_argument("--extra-dropout", default="standard=0.1",
                     help="ATTENTION=DROPOUT pairs also trained at every lr (default: %(default)s)")
@@ -214,7 +228,7 @@ def dispatch(args) -> None:
                                          [int(w) for w in split(args.widths)], [float(x) for x in split(args.lrs)],
                                          [float(x) for x in split(args.dropouts)],
                                          {k: float(v) for k, v in extra.items()}, args.decay_fraction,
-                                         args.sequences)
+                                         args.sequences, args.lr_width)
             if args.only:  # in the order of --only's parts
                 chosen = list(dict.fromkeys(c for part in split(args.only) for c in chosen if part in c.name))
             convergence.run(args.out, chosen, args.batch, args.sequences, args.val_every, args.warmup, args.stop_at,

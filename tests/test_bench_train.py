@@ -93,6 +93,20 @@ def test_a_decayed_schedule_is_its_own_configuration():
     assert convergence.settings(constant, 512, 8_192_000, 250, 200, 0.995)["decay_fraction"] == 0.0
 
 
+def test_the_study_can_train_at_the_profiles_width_scaled_rate():
+    """--lr-width: a configuration trains, and is named, at the rate a profile gives its width (session
+    10 trained sparse w512 at 1e-3 by passing --lrs 1e-3, where the profiles' rule gives 5e-4)."""
+    from pipeline.bench import convergence
+
+    as_given = convergence.configs(["ed_n12"], ["sparse"], [256, 512], [1e-3], [0.1], {}, decay=0.2, cap=8_192_000)
+    scaled = convergence.configs(["ed_n12"], ["sparse"], [128, 256, 512, 1024], [1e-3], [0.1], {}, decay=0.2,
+                                 cap=8_192_000, lr_width=256)
+    assert [c.lr for c in as_given] == [1e-3, 1e-3]
+    assert [c.lr for c in scaled] == [1e-3, 1e-3, 5e-4, 2.5e-4]
+    assert scaled[2].name == "ed_n12-sparse-w512-lr0.0005-d0.1-decay0.2-cap8.192M"
+    assert convergence.settings(scaled[2], 512, 8_192_000, 250, 200, 0.995)["lr"] == 5e-4
+
+
 def test_first_sequences_at_a_threshold():
     from pipeline.bench.convergence import first_at
 

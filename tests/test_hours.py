@@ -32,7 +32,8 @@ def test_every_run_is_priced_at_its_nearest_record(tmp_path):
     prediction = hours.predict("params.yaml", records)
     lengths = {d.name: d.task.max_len for d in load_section("params.yaml", "generate").datasets}
     cap = 1000 * 64
-    tokens = sum(lengths.values()) * cap  # per attention and width
+    assert max(lengths.values()) < 99  # shorter than the records: each step priced as the records' (99 positions)
+    tokens = len(lengths) * 99 * cap  # per attention and width
     expected = {32: tokens / 1e6 + 4 * 5.0 + tokens / 4e6 + tokens / 8e5,
                 64: tokens / 1e6 + 4 * 5.0 + tokens / 4e6 + tokens / 8e5}  # w64 standard: w32 is nearer than w256
     priced = prediction["caps"][str(cap)]
@@ -43,6 +44,27 @@ def test_every_run_is_priced_at_its_nearest_record(tmp_path):
     assert priced["figure_3_hours"] == 0  # no ED dataset in the default profile
     doubled = hours.predict("params.yaml", records, caps=[2 * cap])["caps"][str(2 * cap)]
     assert doubled["hours"] == pytest.approx((2 * sum(expected.values()) - 8 * 5.0) / 3600)
+
+
+def test_a_run_is_priced_at_its_records_step_when_shorter_and_at_its_tokens_when_longer(tmp_path):
+    records = [record("standard", 32, 201, 1e6)]  # 200 positions a sequence
+    cap = 1000 * 64
+    for n, positions in ((20, 200), (200, 404)):  # LIS n=20: 44 positions; n=200: 404
+        priced = predict_one_dataset(tmp_path, records, n)["caps"][str(cap)]
+        assert priced["runs"] == 6  # 3 types (sparse and linear at the standard model's record) x 2 widths
+        assert priced["hours"] == pytest.approx(6 * cap * positions / 1e6 / 3600)
+
+
+def predict_one_dataset(tmp_path, records, n):
+    """predict-hours for params.yaml with LIS of size n as its only dataset."""
+    import yaml
+
+    params = yaml.safe_load(open("params.yaml"))
+    params["generate"]["tasks"] = {"lis": {"sizes": [n], "options": {"number_range": None}}}
+    params["train"]["datasets"] = [f"lis_n{n}"]
+    path = tmp_path / f"lis_n{n}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return hours.predict(path, hours.load_records([bench_file(tmp_path, records)]))
 
 
 def test_a_missing_benchmark_file_is_one_line_error(tmp_path, capsys):

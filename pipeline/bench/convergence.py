@@ -41,10 +41,14 @@ class Config:
 
 def configs(datasets: list[str], attentions: list[str], widths: list[int], lrs: list[float],
             dropouts: list[float], extra_dropout: dict[str, float], decay: float = 0.0,
-            cap: int = 0) -> list[Config]:
+            cap: int = 0, lr_width: int | None = None) -> list[Config]:
     """Every dataset x attention x width x lr x dropout, plus `extra_dropout` (attention -> dropout)
     at every lr: the issue's dropout 0.1 for the standard model. `decay` > 0 trains a profile's whole
-    schedule (constant, then a linear decay over that last fraction of `cap` sequences)."""
+    schedule (constant, then a linear decay over that last fraction of `cap` sequences). `lr_width`:
+    each lr scaled by the profiles' width rule (`training.learning_rate`), the configuration named by
+    the rate it trains at; None: every lr as given, at every width."""
+    from ..training import learning_rate
+
     out = []
     for dataset in datasets:
         task, n = dataset.rsplit("_n", 1)
@@ -52,7 +56,8 @@ def configs(datasets: list[str], attentions: list[str], widths: list[int], lrs: 
             for width in widths:
                 for lr in lrs:
                     drops = list(dropouts) + ([extra_dropout[attention]] if attention in extra_dropout else [])
-                    out += [Config(task, int(n), attention, width, lr, d, decay, cap if decay else 0)
+                    rate = learning_rate(lr, lr_width, width)
+                    out += [Config(task, int(n), attention, width, rate, d, decay, cap if decay else 0)
                             for d in dict.fromkeys(drops)]
     return out
 

@@ -5,9 +5,13 @@
 Every run of the profile (datasets x attentions x widths x seeds) is costed as if trained to the cap,
 `max_steps` x `batch_size` sequences of the dataset's padded length, at the tokens/s of the nearest
 measured `bench-train` record of its attention type (nearest width, then nearest length), plus that
-record's start-up seconds; runs one after another. That is an upper bound: a run that passes
-`stop_at` stops early, and small models that share the GPU overlap. `--caps` prices other caps, so
-the cap's cost can be weighed against what the schedule study says it buys.
+record's start-up seconds; runs one after another. A run shorter than its record is priced at the
+record's seconds a step, not at its tokens/s: a small model's step costs about the same at L=72 as
+at L=212 (session 10, reports/gpu_cells: ED n=6 standard w32 took 99.5 s to the cap alone, which
+the record's tokens/s priced at 55 s). So the price is an upper bound: a run that passes `stop_at`
+stops early, a larger model's shorter step is cheaper than priced, and small models that share the
+GPU overlap. `--caps` prices other caps, so the cap's cost can be weighed against what the schedule
+study says it buys.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def predict(params: Path, records: list[dict], caps: list[int] | None = None) ->
         for run in train.runs:
             length = lengths[run.dataset]
             r = nearest(records, run.attention, run.width, length)
-            seconds = cap * length / r["tokens_per_s"] + r.get("startup_seconds", 0.0)
+            positions = max(length, r["L"] - 1)  # a record's L counts the token its last position predicts
+            seconds = cap * positions / r["tokens_per_s"] + r.get("startup_seconds", 0.0)
             runs.append({"run": run.id, "dataset": run.dataset, "attention": run.attention, "width": run.width,
                          "seconds": seconds, "from": f"{r['attention']} w{r['width']} L={r['L']}"})
         by_width = {w: sum(x["seconds"] for x in runs if x["width"] == w) / 3600 for w in train.widths}
