@@ -1,5 +1,10 @@
 """A model learns: the standard Transformer solves a tiny task (LIS n=3) to >= 95% exact match of
-the whole chain, on held-out samples, within a minute of CPU training."""
+the whole chain, on held-out samples, within a minute of CPU training.
+
+The values come from a range of 56 (number_range 60), so that 20000 samples teach their comparisons
+within the minute, and the rate decays over the whole run. With the task's default 246 values and a
+constant rate the model hovered at 0.92-0.96 on the 256 validation samples, on the threshold: it
+passed on one CPU and failed on another (session 10), where a test must not depend on the machine."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pipeline.tasks import make_task
 from pipeline.training import fit
 
 SETTINGS = {"layers": 3, "heads": 4, "dropout": 0.0, "attention_options": {}, "batch_size": 64, "lr": 0.003,
-            "weight_decay": 0.01, "warmup_steps": 20, "decay_fraction": 0.2, "grad_clip": 1.0, "max_steps": 2000,
+            "weight_decay": 0.01, "warmup_steps": 20, "decay_fraction": 1.0, "grad_clip": 1.0, "max_steps": 2000,
             "val_every": 100, "stop_at": 0.95, "val_generation": 0, "compile": "none"}
 
 
@@ -23,7 +28,7 @@ SETTINGS = {"layers": 3, "heads": 4, "dropout": 0.0, "attention_options": {}, "b
 def test_standard_model_learns_a_tiny_task(tmp_path):
     quiet()
     folder = tmp_path / "lis_n3"
-    write_dataset(make_task("lis", 3), {"train": 20000, "val": 256, "test": 256}, 2023, folder)
+    write_dataset(make_task("lis", 3, number_range=60), {"train": 20000, "val": 256, "test": 256}, 2023, folder)
     meta = verify(folder)
     start = time.perf_counter()
     result = fit(folder, meta, tmp_path / "run", {"attention": "standard", "width": 64, "seed": 0}, SETTINGS)
