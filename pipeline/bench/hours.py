@@ -10,8 +10,8 @@ record's seconds a step, not at its tokens/s: a small model's step costs about t
 at L=212 (session 10, reports/gpu_cells: ED n=6 standard w32 took 99.5 s to the cap alone, which
 the record's tokens/s priced at 55 s). So the price is an upper bound on training (validations are
 not priced; the records' start-up is): a run that passes `stop_at` stops early, a larger model's
-shorter step is cheaper than priced, and small models that share the GPU overlap. `--caps` prices other caps, so the cap's cost can be weighed against what the schedule
-study says it buys.
+shorter step is cheaper than priced, and small models that share the GPU overlap. `--caps` prices
+other caps, so the cap's cost can be weighed against what the schedule study says it buys.
 """
 
 from __future__ import annotations
