@@ -208,7 +208,7 @@ def test_params_yaml_train_section_is_valid():
     json.dumps(TrainParams.parse(data["train"]).training())
 
 
-@pytest.mark.parametrize("profile", ["paper", "gpu", "gpu_smoke", "gpu_pilot"])
+@pytest.mark.parametrize("profile", ["paper", "gpu", "gpu_smoke", "gpu_pilot", "gpu_cells"])
 def test_profiles_are_valid_and_consistent(profile):
     from pipeline.params import EvaluateParams, GenerateParams
 
@@ -217,6 +217,20 @@ def test_profiles_are_valid_and_consistent(profile):
     train = TrainParams.parse(data["train"])
     EvaluateParams.parse(data["evaluate"])
     assert set(train.datasets) == generated
+
+
+# what a profile may choose for itself; everything else of its train section is the study's schedule
+OWN_CHOICES = ("sweep", "datasets", "widths", "concurrency")
+
+
+@pytest.mark.parametrize("profile", ["gpu", "gpu_cells"])
+def test_gpu_profiles_train_with_the_paper_profiles_schedule(profile):
+    """One schedule for every model and cell: a reduced profile takes the paper profile's train settings
+    (profiles/gpu.yaml kept linear's chunk 64 after the default became 128, until session 10)."""
+    paper, own = (yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())["train"]
+                  for name in ("paper", profile))
+    differ = {k for k in paper.keys() | own.keys() if k not in OWN_CHOICES and paper.get(k) != own.get(k)}
+    assert not differ, f"profiles/{profile}.yaml departs from the paper profile's schedule in {sorted(differ)}"
 
 
 def test_progress_lines_while_a_run_trains_in_any_terminal_or_log(dataset, tmp_path, monkeypatch, capsys):
