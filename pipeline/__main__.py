@@ -101,7 +101,8 @@ def parser() -> argparse.ArgumentParser:
                     help="comma-separated CONCURRENCY:COMPILE configurations of the stage to time, each a phase "
                          "(default: %(default)s, the stage's defaults)")
     tr.add_argument("--sweep-phases", default="stage,evaluate,eager",
-                    help="comma-separated phases to run, of %(default)s")
+                    help="comma-separated phases to run, of %(default)s and eager_priced (the eager leg priced "
+                         "from each run's timed eager step, for run lengths it would take too long to run)")
     pk = sub.add_parser("bench-pack", help="benchmark: 12 small models trained in one process as CUDA graphs on "
                                             "their own streams, against one after another eagerly (pack.json)")
     pk.add_argument("--steps", type=int, default=1000, help="training steps of each model (default: %(default)s)")

@@ -170,5 +170,34 @@ def test_a_bad_sweep_phase_is_one_line_from_the_command_line(tmp_path):
     command = ["bench-train", "--sweep", "--sweep-phases", "stage,evals", "--out", str(tmp_path / "sweep.json")]
     result = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: bench-train: --sweep-phases: unknown ['evals'] (known: stage, evaluate, eager)"]
+        "error: bench-train: --sweep-phases: unknown ['evals'] (known: stage, evaluate, eager, eager_priced)"]
     assert not (tmp_path / "sweep.json").exists()
+
+
+def test_sweep_benchmark_prices_the_eager_leg_from_each_runs_timed_step(tmp_path):
+    out = tmp_path / "sweep.json"
+    result = bench_train.run_sweep(out, steps=2, train_size=200, batch=8, git="test", widths=[8], test_size=16,
+                                   phases=("stage", "eager_priced"))
+    priced = result["eager_priced"]
+    assert set(result["seconds"]) == {"stage_default"} and result["complete"] and result["speedup"] is None
+    runs = result["train_seconds_per_run"]["stage_default"]
+    assert len(priced["per_run"]) == 3 and set(priced["per_run"]) == set(runs)
+    assert all(r["step_seconds"] > 0 and r["startup_seconds"] > 0 for r in priced["per_run"].values())
+    assert result["speedup_priced"] == pytest.approx(priced["seconds"] / result["seconds"]["stage_default"])
+    assert json.loads(out.read_text())["speedups_priced"] == {"stage_default": result["speedup_priced"]}
+
+
+def test_the_eager_price_is_start_up_plus_the_steps_after_warm_up(tmp_path, monkeypatch):
+    from pipeline.data import verify
+
+    timed = {8: (2.0, 0.01), 16: (3.0, 0.02)}  # width: start-up, seconds a step
+
+    def cell(folder, meta, attention, width, batch, device, warmup, steps, work, mode, options=None):
+        assert mode == "none" and (warmup, steps) == (bench_train.PRICE_WARMUP, bench_train.PRICE_STEPS)
+        return {"startup_seconds": timed[width][0], "step_seconds": timed[width][1]}
+
+    monkeypatch.setattr(bench_train, "stage_tokens_per_s", cell)
+    folder = bench_train.dataset(tmp_path, 44, 100, test_size=16)
+    priced = bench_train.price_eager(folder, verify(folder), [8, 16], 8, 1010, "cpu", tmp_path / "work")
+    assert priced["per_run"][f"{folder.name}-linear-w16-s0"]["seconds"] == pytest.approx(3.0 + 1000 * 0.02)
+    assert priced["seconds"] == pytest.approx(3 * (2.0 + 1000 * 0.01 + 3.0 + 1000 * 0.02))

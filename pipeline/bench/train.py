@@ -127,7 +127,8 @@ def stage_tokens_per_s(folder: Path, meta: dict, attention: str, width: int, bat
     fit(folder, meta, work / f"{attention}-w{width}", {"attention": attention, "width": width, "seed": 0},
         settings(batch, warmup + steps, compile_mode, {attention: options} if options else None), callbacks=[timer])
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-    return {"tokens_per_s": timer.positions / timer.seconds, "startup_seconds": timer.startup, "peak_gpu_gib": peak}
+    return {"tokens_per_s": timer.positions / timer.seconds, "startup_seconds": timer.startup, "peak_gpu_gib": peak,
+            "step_seconds": timer.seconds / steps}
 
 
 def variants(device: str) -> list[tuple[str, str, dict]]:
@@ -243,7 +244,29 @@ def write(out: Path, result: dict) -> None:
 SWEEP_WIDTHS = [32, 64, 96, 128]
 SWEEP_EVALUATE = {"batch_size": 512, "generation_samples": 1000, "concurrency": "auto"}  # profiles/gpu.yaml's
 SWEEP_TEST_SIZE = 2000
-SWEEP_PHASES = ("stage", "evaluate", "eager")
+SWEEP_PHASES = ("stage", "evaluate", "eager", "eager_priced")
+SWEEP_DEFAULT_PHASES = SWEEP_PHASES[:3]  # the leg that is run, not priced: at 600 steps a run it fits a call
+PRICE_WARMUP, PRICE_STEPS = 10, 30  # eager_priced: each run's eager step, timed as bench-train's cells
+
+
+def price_eager(folder: Path, meta: dict, widths: list[int], batch: int, steps: int, device: str,
+                work: Path) -> dict:
+    """The one-after-another eager leg priced rather than run (at the grid's run lengths it takes longer
+    than a device call): each run's start-up and eager step through the train stage's training, timed
+    in this process, at `steps` a run. It leaves out each run's validation and W&B, so it is below the
+    leg's real time and a speedup over it is a lower bound."""
+    from ..attention import ATTENTION
+
+    per_run = {}
+    for attention in ATTENTION:
+        for width in widths:
+            cell = stage_tokens_per_s(folder, meta, attention, width, batch, device, PRICE_WARMUP, PRICE_STEPS,
+                                      work, "none")
+            per_run[f"{folder.name}-{attention}-w{width}-s0"] = {
+                "startup_seconds": cell["startup_seconds"], "step_seconds": cell["step_seconds"],
+                "seconds": cell["startup_seconds"] + max(steps - PRICE_WARMUP, 0) * cell["step_seconds"]}
+    return {"seconds": sum(r["seconds"] for r in per_run.values()), "warmup_steps": PRICE_WARMUP,
+            "timed_steps": PRICE_STEPS, "per_run": per_run}
 
 
 def stage_phase(spec: str) -> tuple[str, int | str, str]:
@@ -255,14 +278,14 @@ def stage_phase(spec: str) -> tuple[str, int | str, str]:
 
 def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | None = None,
               widths: list[int] = SWEEP_WIDTHS, test_size: int = SWEEP_TEST_SIZE,
-              stage: tuple[str, ...] = ("auto:auto",), phases: tuple[str, ...] = SWEEP_PHASES) -> dict:
+              stage: tuple[str, ...] = ("auto:auto",), phases: tuple[str, ...] = SWEEP_DEFAULT_PHASES) -> dict:
     """The train stage (`stages.train.run`, W&B and bookkeeping included) on a sweep of small models
     (ED n=12, L=212, every attention type x `widths`), twice in a fresh project: one run after the
     other eagerly, then as the stage runs them by default (concurrency and compile: auto). Then the
     evaluate stage on the second sweep's runs, as the GPU profile grades them (2000 test samples,
     1000 of them by free generation), timed against that sweep's training. `stage`: the stage's
     configurations to time (CONCURRENCY:COMPILE, each a phase); `phases`: which of stage, evaluate
-    (after the first stage configuration) and eager to run."""
+    (after the first stage configuration), eager and eager_priced (`price_eager`) to run."""
     import os
 
     import yaml
@@ -276,15 +299,17 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     if unknown or bad:  # before any training
         raise ValueError(f"bench-train: --sweep-phases: unknown {sorted(unknown)} (known: {', '.join(SWEEP_PHASES)})"
                          if unknown else f"bench-train: --sweep-stage: expected CONCURRENCY:COMPILE, got {bad[0]!r}")
-    timings, per_run, evaluation = {}, {}, {}
+    timings, per_run, evaluation, priced = {}, {}, {}, {}
     configurations = [stage_phase(spec) for spec in stage] if "stage" in phases else []
     labels = [label for label, _, _ in configurations]
     expected = {*labels, *(["sequential_eager"] if "eager" in phases else []),
-                *([f"evaluate_{labels[0]}" if labels else "evaluate"] if "evaluate" in phases else [])}  # none: never
+                *([f"evaluate_{labels[0]}" if labels else "evaluate"] if "evaluate" in phases else []),
+                *(["eager_priced"] if "eager_priced" in phases else [])}  # none: never
     command = f"python -m pipeline bench-train --sweep --sweep-steps {steps} --batch {batch}"
-    if tuple(stage) != ("auto:auto",) or tuple(phases) != SWEEP_PHASES:
+    if tuple(stage) != ("auto:auto",) or tuple(phases) != SWEEP_DEFAULT_PHASES:
         command += f" --sweep-stage {','.join(stage)} --sweep-phases {','.join(phases)}"
-    about = {**provenance("cuda" if torch.cuda.is_available() else "cpu", git), "command": command,
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    about = {**provenance(device, git), "command": command,
              # the thread settings a call may set from outside (each pool process inherits them)
              "environment": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS")
                              if k in os.environ},
@@ -293,8 +318,12 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
     def record() -> dict:  # written after every phase: a call cut off by its time limit keeps what it timed
         eager = timings.get("sequential_eager")
         speedups = {label: eager / timings[label] for label in labels if eager and label in timings}
-        result = {**about, "seconds": timings, "train_seconds_per_run": per_run, "complete": expected <= timings.keys(),
-                  "speedup": speedups.get("stage_default"), "speedups": speedups, "evaluate": evaluation}
+        over_priced = {label: priced["seconds"] / timings[label] for label in labels if priced and label in timings}
+        done = timings.keys() | ({"eager_priced"} if priced else set())
+        result = {**about, "seconds": timings, "train_seconds_per_run": per_run, "complete": expected <= done,
+                  "speedup": speedups.get("stage_default"), "speedups": speedups, "evaluate": evaluation,
+                  **({"eager_priced": priced, "speedup_priced": over_priced.get("stage_default"),
+                      "speedups_priced": over_priced} if priced else {})}
         write(out, result)
         return result
 
@@ -343,6 +372,12 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
                 train(label, concurrency, mode)
             if "evaluate" in phases and labels:
                 evaluate_sweep(labels[0])
+            if "eager_priced" in phases:
+                from ..data import verify
+
+                priced.update(price_eager(folder, verify(folder), widths, batch, steps, device, tmp / "priced"))
+                print(f"bench-train: sweep eager, priced: {priced['seconds']:.1f}s", flush=True)
+                record()
             if "eager" in phases:
                 train("sequential_eager", 1, "none")
         finally:
