@@ -256,13 +256,14 @@ def price_eager(folder: Path, meta: dict, widths: list[int], batch: int, steps: 
     in this process, at `steps` a run. It leaves out each run's validation and W&B, so it is below the
     leg's real time and a speedup over it is a lower bound."""
     from ..attention import ATTENTION
+    from ..params import Run
 
     per_run = {}
     for attention in ATTENTION:
         for width in widths:
             cell = stage_tokens_per_s(folder, meta, attention, width, batch, device, PRICE_WARMUP, PRICE_STEPS,
                                       work, "none")
-            per_run[f"{folder.name}-{attention}-w{width}-s0"] = {
+            per_run[Run(folder.name, attention, width, 0).id] = {
                 "startup_seconds": cell["startup_seconds"], "step_seconds": cell["step_seconds"],
                 "seconds": cell["startup_seconds"] + max(steps - PRICE_WARMUP, 0) * cell["step_seconds"]}
     return {"seconds": sum(r["seconds"] for r in per_run.values()), "warmup_steps": PRICE_WARMUP,
