@@ -17,41 +17,50 @@ PACKAGE = "pipeline"
 ROOT = Path(__file__).resolve().parent  # the package folder
 
 
-def module_file(name: str) -> Path | None:
-    """The source file of module `pipeline.x.y`, or None if there is none."""
+def module_file(name: str, root: Path = ROOT) -> Path | None:
+    """The source file of module `pipeline.x.y` under package folder `root`, or None if there is none."""
     parts = name.split(".")[1:]
-    base = ROOT.joinpath(*parts)
+    base = root.joinpath(*parts)
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
     return None
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("")
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
     parts = [PACKAGE, *rel.parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imported(path: Path) -> set[str]:
-    """Every `pipeline.*` module that `path` names in an import statement, anywhere in the file."""
-    here = _module_name(path).split(".")
+def _origin(node: ast.ImportFrom, path: Path, root: Path) -> str:
+    """The absolute module name that `from ... import` reads from, in the file `path`."""
+    here = _module_name(path, root).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
+    base = (package[: len(package) - node.level + 1] if node.level else [])
+    return ".".join([*base, *(node.module.split(".") if node.module else [])])
+
+
+def _ours(name: str) -> bool:
+    return name == PACKAGE or name.startswith(PACKAGE + ".")
+
+
+def _imported(path: Path, root: Path) -> set[str]:
+    """Every `pipeline.*` module that `path` names in an import statement, anywhere in the file."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = (package[: len(package) - node.level + 1] if node.level else [])
-            origin = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            origin = _origin(node, path, root)
             found.add(origin)
             # `from . import x` and `from .pkg import mod` may name submodules
             found.update(f"{origin}.{alias.name}" for alias in node.names)
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+    return {m for m in found if _ours(m)}
 
 
 @cache
-def closure(module: str) -> tuple[str, ...]:
+def closure(module: str, root: Path = ROOT) -> tuple[str, ...]:
     """Files (relative to the repository, sorted) that importing `module` can execute: the module,
     every package module it imports transitively, and the `__init__.py` of each package on the way."""
     seen: set[Path] = set()
@@ -60,23 +69,40 @@ def closure(module: str) -> tuple[str, ...]:
         name = todo.pop()
         parts = name.split(".")
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__, then c
-            path = module_file(".".join(parts[:i]))
+            path = module_file(".".join(parts[:i]), root)
             if path is not None and path not in seen:
                 seen.add(path)
-                todo.extend(_imported(path))
-    return tuple(sorted(str(p.relative_to(ROOT.parent)) for p in seen))
+                todo.extend(_imported(path, root))
+    return tuple(sorted(str(p.relative_to(root.parent)) for p in seen))
 
 
-def code_hash(module: str) -> str:
-    """A hash of the code `module` can run, by syntax tree: comments, docstrings and formatting do
-    not change it, so editing them retrains and re-evaluates nothing."""
-    digest = hashlib.sha256()
-    for rel in closure(module):
-        tree = ast.parse((ROOT.parent / rel).read_text())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-                body[0] = ast.Pass()  # drop the docstring
-        digest.update(rel.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
-    return digest.hexdigest()[:16]
+def _normalised(path: Path, root: Path) -> str:
+    """The syntax tree of `path` without what cannot change what it computes: docstrings, comments and
+    formatting, and where in the package the modules it imports live (`from .grading import x` and
+    `from .scoring.grading import x` read the same; the imported module's own code is hashed itself).
+    Empty for a module that runs nothing (an empty or docstring-only `__init__.py`)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            body[0] = ast.Pass()  # drop the docstring
+        if isinstance(node, ast.ImportFrom) and _ours(_origin(node, path, root)):
+            node.module, node.level = PACKAGE, 0
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if _ours(alias.name):
+                    alias.name = PACKAGE
+    if all(isinstance(n, ast.Pass) or (isinstance(n, ast.ImportFrom) and n.names[0].name == "annotations")
+           for n in tree.body):
+        return ""
+    return ast.dump(tree)
+
+
+def code_hash(module: str, root: Path = ROOT) -> str:
+    """A hash of the code `module` can run, by syntax tree and by content alone: comments,
+    docstrings, formatting and the files' names and places do not change it, so editing the first or
+    moving a module retrains and re-evaluates nothing, while any change to what the code computes
+    does."""
+    trees = sorted(filter(None, (_normalised(root.parent / rel, root) for rel in closure(module, root))))
+    return hashlib.sha256("\0".join(trees).encode()).hexdigest()[:16]

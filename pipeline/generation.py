@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import SPLITS, DataError, read_arrays, sha256
-from .tasks import Task
+from .params import Dataset, GenerateParams, ParamError
+from .tasks import TASKS, Task, TaskError, make_task
 from .tasks.base import Batch
 
 GENERATOR_VERSION = 2  # bump whenever the same parameters would give different samples
@@ -230,3 +231,21 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def tasks_of(spec: GenerateParams, where: str = "") -> list[tuple[Dataset, Task]]:
+    """Each dataset of the generate section with its task, checked against the task registry and
+    the split sizes; a bad one is a ParamError that names its field (`where`: the file, for that)."""
+    out = []
+    for dataset in spec.datasets:
+        prefix = f"{where}: " if where else ""
+        if dataset.task not in TASKS:
+            raise ParamError(f"{prefix}{dataset.where.split('.sizes')[0]}: unknown task {dataset.task!r} "
+                             f"(known: {', '.join(sorted(TASKS))})")
+        try:
+            task = make_task(dataset.task, dataset.n, **dataset.options)
+            check_sizes(task, spec.sizes)
+        except (TaskError, DataError) as err:
+            raise ParamError(f"{prefix}{dataset.where}: {err}") from None
+        out.append((dataset, task))
+    return out

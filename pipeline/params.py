@@ -2,8 +2,9 @@
 
 Hand-written on purpose: the sections are small, and a one-line message that names the field
 (`params.yaml: generate.tasks.lis.sizes[1]: ...`) matters more here than what a schema library adds.
-Plain data, no torch: the report stage runs where torch is not installed. Attention names and
-options are checked against the attention registry by the train stage (`stages/train.py`).
+Plain data that imports nothing of the project: the report stage runs where torch is not installed,
+and depends on no generator. What needs a registry is checked where the registry is: task names and
+options by `generation.tasks_of` (the generate stage), attention names and options by the train stage.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
-from .data import DataError
-from .generation import check_sizes
-from .tasks import TASKS, Task, TaskError, make_task
 
 
 class ParamError(ValueError):
@@ -62,11 +59,14 @@ def _only(section: dict, allowed: set[str], where: str) -> None:
 
 @dataclass(frozen=True)
 class Dataset:
-    task: Task
+    task: str
+    n: object  # the problem size as written; `generation.tasks_of` checks it
+    options: dict = field(default_factory=dict, hash=False)
+    where: str = ""  # the field that names it, for messages: generate.tasks.lis.sizes[1]
 
     @property
     def name(self) -> str:
-        return f"{self.task.name}_n{self.task.n}"
+        return f"{self.task}_n{self.n}"
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,6 @@ class GenerateParams:
         tasks = _mapping(section["tasks"], f"{where}.tasks")
         for name, spec in tasks.items():
             at = f"{where}.tasks.{name}"
-            if name not in TASKS:
-                raise ParamError(f"{at}: unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
             spec = _mapping(spec, at)
             _only(spec, {"sizes", "options"}, at)
             options = _mapping(spec.get("options") or {}, f"{at}.options")
@@ -102,13 +100,7 @@ class GenerateParams:
                 raise ParamError(f"{at}.sizes: expected a non-empty list of problem sizes, got {task_sizes!r}")
             if len(set(map(repr, task_sizes))) != len(task_sizes):
                 raise ParamError(f"{at}.sizes: repeated size in {task_sizes}")
-            for i, n in enumerate(task_sizes):
-                try:
-                    task = make_task(name, n, **options)
-                    check_sizes(task, sizes)
-                except (TaskError, DataError) as err:
-                    raise ParamError(f"{at}.sizes[{i}]: {err}") from None
-                datasets.append(Dataset(task))
+            datasets += [Dataset(name, n, options, f"{at}.sizes[{i}]") for i, n in enumerate(task_sizes)]
         return cls(seed, sizes, datasets)
 
 

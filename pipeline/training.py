@@ -350,7 +350,7 @@ def compile_mode(setting: str, width: int) -> str:
     return "cudagraphs" if width < AUTO_INDUCTOR_WIDTH else "inductor-cudagraphs"
 
 
-# Measured on the H200 (reports/bench/explore/w64_call4c.json): at w64 L=212 inductor-cudagraphs trains
+# Measured on the H200 (benchmarks/results/throughput.json, w64 L=212): at w64 L=212 inductor-cudagraphs trains
 # 20.3 M tokens/s against 14.6 for cudagraphs alone, for 9 s more start-up, which pays from about 2.3M
 # sequences on (the schedule's cap is 8M). w32 is not measured, so it keeps the cheaper start-up.
 AUTO_INDUCTOR_WIDTH = 64

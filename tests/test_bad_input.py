@@ -167,10 +167,11 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr and "report.thresholds[0]" in result.stderr
 
 
-def test_every_cli_option_has_help():
-    from pipeline.__main__ import parser
+@pytest.mark.parametrize("module", ["pipeline.__main__", "benchmarks.__main__"])
+def test_every_cli_option_has_help(module):
+    import importlib
 
-    top = parser()
+    top = importlib.import_module(module).parser()
     actions = [a for a in top._actions if a.dest != "help"]
     for sub in top._subparsers._group_actions[0].choices.values():
         actions += [a for a in sub._actions if a.dest != "help"]

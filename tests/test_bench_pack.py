@@ -1,4 +1,4 @@
-"""The packed-training benchmark (pipeline/bench/pack.py): it runs and records on the CPU, and on a
+"""The packed-training benchmark (benchmarks/pack.py): it runs and records on the CPU, and on a
 GPU its graphed, packed steps compute what the eager steps do."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from pipeline.bench import pack
+from benchmarks import pack
 
 
 def test_pack_benchmark_writes_its_timings_on_the_cpu(tmp_path):
@@ -37,10 +37,10 @@ def test_a_bad_pack_phase_is_one_line_from_the_command_line(tmp_path):
     import subprocess
     import sys
 
-    command = ["bench-pack", "--phases", "packed,sequential_eager", "--out", str(tmp_path / "pack.json")]
-    result = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=300)
+    command = ["pack", "--phases", "packed,sequential_eager", "--out", str(tmp_path / "pack.json")]
+    result = subprocess.run([sys.executable, "-m", "benchmarks", *command], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: bench-pack: --phases: unknown 'packed' (known: packed_compiled, packed_graphed, sequential_graphed, "
+        "error: pack: --phases: unknown 'packed' (known: packed_compiled, packed_graphed, sequential_graphed, "
         "sequential_eager)"]
     assert not (tmp_path / "pack.json").exists()
 

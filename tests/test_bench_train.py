@@ -1,4 +1,4 @@
-"""The training-throughput benchmark runs end to end on the CPU and writes the fields the issue names
+"""The training-throughput benchmark runs end to end on the CPU and writes the fields it promises
 (the GPU numbers come from `python -m pipeline bench-train` on the H200)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from pipeline.bench import train as bench_train
-from pipeline.bench.baseline import BaselineGPT
+from benchmarks import train as bench_train
+from benchmarks.baseline import BaselineGPT
 
 
 def test_baseline_is_causal():
@@ -37,12 +37,12 @@ def test_bench_train_writes_every_type_with_a_ratio(tmp_path):
 
 
 def test_schedule_study_records_curves_composes_and_plots(tmp_path):
-    from pipeline.bench import convergence
+    from benchmarks import schedule as convergence
 
     chosen = convergence.configs(["lis_n3"], ["standard", "linear"], [16], [3e-3], [0.0], {"standard": 0.1})
     assert [c.name for c in chosen] == ["lis_n3-standard-w16-lr0.003-d0", "lis_n3-standard-w16-lr0.003-d0.1",
                                         "lis_n3-linear-w16-lr0.003-d0"]
-    # a first session trains one configuration, a second the others: one study
+    # a first job trains one configuration, a second the others: one study
     convergence.run(tmp_path, chosen[:1], batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
                     train_size=300, git="test")
     study = convergence.run(tmp_path, chosen, batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
@@ -63,7 +63,7 @@ def test_schedule_study_records_curves_composes_and_plots(tmp_path):
 
 
 def test_a_study_configuration_out_of_time_keeps_its_curve_as_cut_off_and_is_trained_again(tmp_path):
-    from pipeline.bench import convergence
+    from benchmarks import schedule as convergence
     from pipeline.data import verify
     from pipeline.generation import write_dataset
     from pipeline.tasks import make_task
@@ -82,7 +82,7 @@ def test_a_study_configuration_out_of_time_keeps_its_curve_as_cut_off_and_is_tra
 
 
 def test_a_decayed_schedule_is_its_own_configuration():
-    from pipeline.bench import convergence
+    from benchmarks import schedule as convergence
 
     constant, = convergence.configs(["ed_n12"], ["linear"], [256], [1e-3], [0.1], {})
     decayed, = convergence.configs(["ed_n12"], ["linear"], [256], [1e-3], [0.1], {}, decay=0.2, cap=8_192_000)
@@ -94,9 +94,9 @@ def test_a_decayed_schedule_is_its_own_configuration():
 
 
 def test_the_study_can_train_at_the_profiles_width_scaled_rate():
-    """--lr-width: a configuration trains, and is named, at the rate a profile gives its width (session
-    10 trained sparse w512 at 1e-3 by passing --lrs 1e-3, where the profiles' rule gives 5e-4)."""
-    from pipeline.bench import convergence
+    """--lr-width: a configuration trains, and is named, at the rate a profile gives its width (sparse
+    w512 once trained at 1e-3 by passing --lrs 1e-3, where the profiles' rule gives 5e-4)."""
+    from benchmarks import schedule as convergence
 
     as_given = convergence.configs(["ed_n12"], ["sparse"], [256, 512], [1e-3], [0.1], {}, decay=0.2, cap=8_192_000)
     scaled = convergence.configs(["ed_n12"], ["sparse"], [128, 256, 512, 1024], [1e-3], [0.1], {}, decay=0.2,
@@ -108,7 +108,7 @@ def test_the_study_can_train_at_the_profiles_width_scaled_rate():
 
 
 def test_first_sequences_at_a_threshold():
-    from pipeline.bench.convergence import first_at
+    from benchmarks.schedule import first_at
 
     points = [{"sequences": 10, "acc": 0.5}, {"sequences": 20, "acc": 0.95}, {"sequences": 30, "acc": 0.999}]
     assert first_at(points, 0.9) == 20 and first_at(points, 0.99) == 30 and first_at(points, 1.0) is None
@@ -167,10 +167,10 @@ def test_a_bad_sweep_phase_is_one_line_from_the_command_line(tmp_path):
     import subprocess
     import sys
 
-    command = ["bench-train", "--sweep", "--sweep-phases", "stage,evals", "--out", str(tmp_path / "sweep.json")]
-    result = subprocess.run([sys.executable, "-m", "pipeline", *command], capture_output=True, text=True, timeout=300)
+    command = ["train", "--sweep", "--sweep-phases", "stage,evals", "--out", str(tmp_path / "sweep.json")]
+    result = subprocess.run([sys.executable, "-m", "benchmarks", *command], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: bench-train: --sweep-phases: unknown ['evals'] (known: stage, evaluate, eager, eager_priced)"]
+        "error: train: --sweep-phases: unknown ['evals'] (known: stage, evaluate, eager, eager_priced)"]
     assert not (tmp_path / "sweep.json").exists()
 
 

@@ -26,8 +26,8 @@ def declared_code(stage: str) -> set[str]:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_dvc_yaml_declares_exactly_the_import_closure(stage):
-    # `python -m pipeline <stage>` runs __main__.py, which imports the stage module
-    expected = set(closure(f"pipeline.stages.{stage}")) | {"pipeline/__main__.py"}
+    # dvc.yaml runs `python -m pipeline.stages.<stage>`: __main__.py is no stage's code
+    expected = set(closure(f"pipeline.stages.{stage}"))
     assert declared_code(stage) == expected
 
 
@@ -46,24 +46,54 @@ def test_report_stage_needs_neither_torch_code_nor_the_model():
     assert not {"pipeline/model.py", "pipeline/training.py", "pipeline/cost.py"} & needed
 
 
-def test_code_hash_ignores_comments_and_docstrings_but_not_code(tmp_path, monkeypatch):
-    import pipeline.deps as deps
-
+def test_code_hash_ignores_comments_and_docstrings_but_not_code(tmp_path):
     package = tmp_path / "pipeline"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "a.py").write_text('"""doc"""\nfrom . import b\nX = 1\n')
     (package / "b.py").write_text("Y = 2  # note\n")
-    monkeypatch.setattr(deps, "ROOT", package)
-    deps.closure.cache_clear()
-    try:
-        first = code_hash("pipeline.a")
-        (package / "a.py").write_text('"""other doc"""\n# a comment\nfrom . import b\n\nX = 1\n')
-        (package / "b.py").write_text("Y = 2\n")
-        deps.closure.cache_clear()
-        assert code_hash("pipeline.a") == first
-        (package / "b.py").write_text("Y = 3\n")
-        deps.closure.cache_clear()
-        assert code_hash("pipeline.a") != first
-    finally:
-        deps.closure.cache_clear()
+    first = code_hash("pipeline.a", package)
+    (package / "a.py").write_text('"""other doc"""\n# a comment\nfrom . import b\n\nX = 1\n')
+    (package / "b.py").write_text("Y = 2\n")
+    closure.cache_clear()
+    assert code_hash("pipeline.a", package) == first
+    (package / "b.py").write_text("Y = 3\n")
+    closure.cache_clear()
+    assert code_hash("pipeline.a", package) != first
+    closure.cache_clear()
+
+
+def moved_copy(tmp_path: Path) -> Path:
+    """A copy of the package in which grading.py (part of what trains a run) moved into a new
+    subpackage, and its importers import it from there."""
+    import shutil
+
+    package = tmp_path / "pipeline"
+    shutil.copytree(ROOT / "pipeline", package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "scoring").mkdir()
+    (package / "scoring" / "__init__.py").write_text('"""Grading, moved."""\n')
+    (package / "grading.py").rename(package / "scoring" / "grading.py")
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        if "from .grading import" in text:
+            path.write_text(text.replace("from .grading import", "from .scoring.grading import"))
+    assert "pipeline/scoring/grading.py" in closure("pipeline.training", package)
+    return package
+
+
+def test_moving_training_code_keeps_the_run_and_evaluation_keys(tmp_path):
+    package = moved_copy(tmp_path)
+    for module in ("pipeline.training", "pipeline.evaluation"):
+        assert code_hash(module, package) == code_hash(module)
+    closure.cache_clear()
+
+
+def test_changing_what_training_computes_changes_the_key(tmp_path):
+    package = moved_copy(tmp_path)
+    grading = package / "scoring" / "grading.py"
+    text = grading.read_text()
+    assert "IGNORE = -100" in text
+    grading.write_text(text.replace("IGNORE = -100", "IGNORE = -1"))
+    closure.cache_clear()
+    assert code_hash("pipeline.training", package) != code_hash("pipeline.training")
+    closure.cache_clear()

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from pipeline import hours
 from pipeline.__main__ import main
-from pipeline.bench import hours
+from pipeline.generation import tasks_of
 from pipeline.params import load_section
 
 
@@ -30,7 +31,7 @@ def test_every_run_is_priced_at_its_nearest_record(tmp_path):
         record("linear", 1024, 100, 4e5),  # the slower duplicate is dropped
         {"attention": "sparse", "width": 32, "L": 100, "error": "InductorError: ..."}])])  # a failed one too
     prediction = hours.predict("params.yaml", records)
-    lengths = {d.name: d.task.max_len for d in load_section("params.yaml", "generate").datasets}
+    lengths = {d.name: task.max_len for d, task in tasks_of(load_section("params.yaml", "generate"))}
     cap = 1000 * 64
     assert max(lengths.values()) < 99  # shorter than the records: each step priced as the records' (99 positions)
     tokens = len(lengths) * 99 * cap  # per attention and width
@@ -75,6 +76,6 @@ def test_a_missing_benchmark_file_is_one_line_error(tmp_path, capsys):
 
 def test_the_committed_profiles_can_be_priced(tmp_path):
     out = tmp_path / "hours.json"
-    assert main(["predict-hours", "--params", "profiles/paper.yaml", "--out", str(out)]) == 0
+    assert main(["predict-hours", "--profile", "paper", "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
     assert saved["caps"]["8192000"]["runs"] == 288 and saved["caps"]["8192000"]["figure_3_runs"] == 72

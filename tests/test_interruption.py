@@ -148,7 +148,7 @@ def test_killed_generation_leaves_no_temporary_folder(tmp_path):
 
 
 def test_temporary_files_of_a_killed_writer_are_removed_before_writing(tmp_path):
-    from pipeline.stages.io import remove_temporaries
+    from pipeline.execution.io import remove_temporaries
 
     (tmp_path / "run").mkdir()
     run = tmp_path / "run"

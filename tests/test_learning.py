@@ -4,7 +4,7 @@ the whole chain, on held-out samples, within a minute of CPU training.
 The values come from a range of 56 (number_range 60), so that 20000 samples teach their comparisons
 within the minute, and the rate decays over the whole run. With the task's default 246 values and a
 constant rate the model hovered at 0.92-0.96 on the 256 validation samples, on the threshold: it
-passed on one CPU and failed on another (session 10), where a test must not depend on the machine."""
+passed on one CPU and failed on another, where a test must not depend on the machine."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 from pipeline.data import verify
 from pipeline.evaluation import evaluate
+from pipeline.execution.runtime import quiet
 from pipeline.generation import write_dataset
-from pipeline.stages.runtime import quiet
 from pipeline.tasks import make_task
 from pipeline.training import fit
 

@@ -103,7 +103,7 @@ def _vocab(tmp_path: Path) -> int:
 
 
 def test_the_attention_benchmark_times_every_registered_type(mean_attention, tmp_path):
-    from pipeline.bench import attention
+    from benchmarks import attention
 
     result = attention.run(tmp_path / "bench.json", "cpu", [16, 32], 64, repeat=1, git="test")
     timed = {r["attention"] for r in result["records"]}

@@ -81,7 +81,7 @@ def test_ddp_over_two_cpu_processes_matches_one_process(tmp_path, monkeypatch):
 def test_pool_processes_are_spread_over_the_gpus_this_process_sees(monkeypatch):
     import os
 
-    from pipeline.stages.distributed import gpu_slots, pin_gpu
+    from pipeline.execution.distributed import gpu_slots, pin_gpu
 
     def taken(slots, n):
         out = []

@@ -208,33 +208,47 @@ def test_params_yaml_train_section_is_valid():
     json.dumps(TrainParams.parse(data["train"]).training())
 
 
-@pytest.mark.parametrize("profile", ["paper", "gpu", "gpu_smoke", "gpu_pilot", "gpu_cells"])
-def test_profiles_are_valid_and_consistent(profile):
-    from pipeline.params import EvaluateParams, GenerateParams
+def test_params_yaml_is_the_composed_defaults():
+    """params.yaml, which `dvc repro` reads, is what Hydra composes from conf/ with no profile."""
+    from pipeline.compose import compose
 
-    data = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
-    generated = {d.name for d in GenerateParams.parse(data["generate"]).datasets}
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose(None, ROOT / "conf")
+
+
+@pytest.mark.parametrize("profile", ["paper", "gpu"])
+def test_profiles_compose_to_valid_parameters(profile):
+    from pipeline.compose import compose
+    from pipeline.generation import tasks_of
+    from pipeline.params import EvaluateParams, GenerateParams, ReportParams
+
+    data = compose(profile, ROOT / "conf")
+    generated = {d.name for d, _ in tasks_of(GenerateParams.parse(data["generate"]))}
     train = TrainParams.parse(data["train"])
     EvaluateParams.parse(data["evaluate"])
+    ReportParams.parse(data["report"])
     assert set(train.datasets) == generated
 
 
-# what a profile may choose for itself; everything else of its train section is the study's schedule
-OWN_CHOICES = ("sweep", "datasets", "widths", "concurrency")
+def test_a_profile_holds_only_what_it_changes():
+    """Each key a profile sets exists in the defaults and differs from them (nothing copied)."""
+    base = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())
+    for path in (ROOT / "conf" / "profile").glob("*.yaml"):
+        own = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "defaults"}
+        for section, keys in own.items():
+            for key, value in keys.items():
+                assert key in base[section], f"{path.name}: {section}.{key} is not a parameter"
+                assert value != base[section][key], f"{path.name}: {section}.{key} repeats the default"
 
 
-@pytest.mark.parametrize("profile", ["gpu", "gpu_cells"])
-def test_gpu_profiles_train_with_the_paper_profiles_schedule(profile):
-    """One schedule for every model and cell: a reduced profile takes the paper profile's train settings
-    (profiles/gpu.yaml kept linear's chunk 64 after the default became 128, until session 10)."""
-    paper, own = (yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())["train"]
-                  for name in ("paper", profile))
-    differ = {k for k in paper.keys() | own.keys() if k not in OWN_CHOICES and paper.get(k) != own.get(k)}
-    assert not differ, f"profiles/{profile}.yaml departs from the paper profile's schedule in {sorted(differ)}"
+def test_an_unknown_profile_is_one_line_error():
+    from pipeline.compose import compose
+
+    with pytest.raises(ValueError, match="unknown profile 'papr' \\(known: gpu, paper"):
+        compose("papr", ROOT / "conf")
 
 
 def test_progress_lines_while_a_run_trains_in_any_terminal_or_log(dataset, tmp_path, monkeypatch, capsys):
-    from pipeline.stages import runtime
+    from pipeline.execution import runtime
 
     monkeypatch.setattr(runtime, "PROGRESS_EVERY", 0.0)  # a line at every chance
     train_stage.train_run(Run("lis_n5", "standard", 16, 5), params(), dataset, tmp_path / "runs", tmp_path / "rt",
@@ -305,7 +319,7 @@ def test_gpu_concurrency_leaves_room_for_the_largest_run():
     h200 = 139.0
     # measured peaks (reports/bench/train.json, batch 512) stay below the estimate
     assert peak_gib(512, 212, 1024, 3) > 20.3 and peak_gib(512, 508, 256, 3) > 10.3
-    assert gpu_workers(48, peak_gib(256, 220, 256, 3), h200) == 8  # profiles/gpu.yaml: small models, 8 at once
+    assert gpu_workers(48, peak_gib(256, 220, 256, 3), h200) == 8  # conf/profile/gpu.yaml: small models, 8 at once
     largest = peak_gib(512, 508, 1024, 3)  # the paper's largest cell
     assert gpu_workers(260, largest, h200) == 2 and 2 * largest < 0.85 * h200
     assert gpu_workers(3, 1.0, h200) == 3 and gpu_workers(5, 500.0, h200) == 1
@@ -323,7 +337,7 @@ def test_every_compile_mode_is_accepted_by_the_params_and_known_to_training():
 
 
 def test_the_segment_clock_keeps_the_largest_peak_gpu_memory_of_every_segment(tmp_path, monkeypatch):
-    from pipeline.stages.runtime import SegmentClock
+    from pipeline.execution.runtime import SegmentClock
 
     allocated = {"now": 3 * 2**30}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -58,7 +58,7 @@ class LinearAttention(Attention):
     @classmethod
     def benchmark_variants(cls, device: str) -> dict[str, dict]:
         # on the GPU, other chunk sizes beside the default 128 (the fastest of 32-512 at w1024 L=212 by
-        # 10%, level with 64 at w256: reports/bench/explore/linear_chunks_call9b.json)
+        # 10%, level with 64 at w256: `python -m benchmarks train` with chunk variants, on an H200)
         chunks = (32, 64, 512) if device == "cuda" else ()
         return {cls.name: {}, **{f"{cls.name}_c{c}": {"chunk": c} for c in chunks}}
 

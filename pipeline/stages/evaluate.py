@@ -16,20 +16,21 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 from ..data import DataError, verify
 from ..deps import code_hash
+from ..execution import cli
+from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
+from ..execution.runtime import Progress, device, gpu_count, quiet, stage_pool, versions
+from ..execution.tracking import wandb_logger
+from ..layout import DATA, RESULTS, RUNS, SWEEP, check_weights
+from ..layout import METRICS as SUMMARY
+from ..layout import RUNTIME_EVALUATE as RUNTIME
 from ..params import EvaluateParams, Run, load_section
-from .io import check_writable, read_json, remove_temporaries, say, write_json
-from .runtime import Progress, device, gpu_count, quiet, stage_pool, versions
-from .tracking import wandb_logger
-from .train import DATA, RUNS, SWEEP, check_weights
 
-RESULTS = Path("results")
-RUNTIME = Path("runtime/evaluate")
-SUMMARY = Path("metrics.json")
 RESULTS_VERSION = 3  # bump when the fields of a results file change
 
 
@@ -150,3 +151,14 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
             if stale.name not in wanted:
                 stale.unlink()
     write_json(summary_path, summary(records))
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = cli.parser("python -m pipeline.stages.evaluate",
+                     "DVC stage: every run of the sweep on its test split (params.yaml's evaluate section)")
+    cli.params_option(top)
+    return cli.command(top, lambda a: run(a.params), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

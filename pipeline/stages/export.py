@@ -5,10 +5,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ..execution.io import check_writable
 from ..generation import check_sizes, generate_splits, read_split, replace_dir
 from ..tasks import make_task
 from ..tasks.cot_text import write_cot
-from .io import check_writable
 
 
 def run(task_name: str, n: int, train_size: int, test_size: int, seed: int, out: Path, **options) -> None:

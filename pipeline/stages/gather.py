@@ -20,12 +20,8 @@ import tempfile
 from pathlib import Path
 
 from ..data import DataError, sha256
-from .evaluate import RESULTS
-from .evaluate import RUNTIME as EVALUATE_RUNTIME
-from .io import check_writable, read_json, say, write_text
-from .train import RUNS, RUNTIME
-
-RECORDS = (RUNTIME, RESULTS, EVALUATE_RUNTIME)  # git-tracked, one <run>.json each
+from ..execution.io import check_writable, read_json, say, write_text
+from ..layout import RECORDS, RUNS
 
 
 def gather(revisions: list[str], repo: Path = Path("."), runs: Path = RUNS) -> dict[str, list[str]]:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 
+from ..execution import cli
+from ..execution.io import check_file_target, check_writable, read_json, remove_temporaries, say, write_text
+from ..execution.tracking import wandb_options
+from ..layout import RESULTS
+from ..layout import RUNTIME_TRAIN as RUNTIME
 from ..params import ReportParams, load_section
 from ..report.collect import Grid, compute_curve, load_metrics
 from ..report.figures import compute_figure, heatmap, heatmap_panel, save
 from ..report.markdown import report, runtime_report
-from .io import check_file_target, check_writable, read_json, remove_temporaries, say, write_text
-from .tracking import wandb_options
 
-RESULTS = Path("results")
-RUNTIME = Path("runtime/train")
 OUT = Path("reports")
 
 
@@ -124,3 +126,14 @@ def run(params_path: Path = Path("params.yaml"), results: Path = RESULTS, runtim
     log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
                  sweeps[0] if len(sweeps) == 1 else "mixed")
     say(f"report: {len(records)} runs -> {out / 'report.md'}, {len(made)} figures")
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = cli.parser("python -m pipeline.stages.report",
+                     "DVC stage: figures, tables and reports/report.md (params.yaml's report section)")
+    cli.params_option(top)
+    return cli.command(top, lambda a: run(a.params), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

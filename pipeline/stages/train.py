@@ -20,21 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
-from ..data import DataError, read_meta, sha256, verify
+from ..data import DataError, read_meta, verify
 from ..deps import code_hash
+from ..execution import cli
+from ..execution.distributed import Group, distributed, launch
+from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
+from ..execution.runtime import Progress, SegmentClock, gpu_count, quiet, runtime_info, stage_pool
+from ..execution.tracking import wandb_logger
+from ..layout import DATA, RUNS, SWEEP, check_weights
+from ..layout import RUNTIME_TRAIN as RUNTIME
 from ..params import ParamError, Run, TrainParams, load_section
-from .distributed import Group, distributed, launch
-from .io import check_writable, read_json, remove_temporaries, say, write_json
-from .runtime import Progress, SegmentClock, gpu_count, quiet, runtime_info, stage_pool
-from .tracking import wandb_logger
 
-DATA = Path("data/datasets")
-RUNS = Path("runs")
-RUNTIME = Path("runtime/train")
-SWEEP = "sweep.json"
 DATASET_KEYS = ("task", "n", "options", "seed", "generator_version", "max_len", "sha256")
 
 
@@ -64,15 +64,6 @@ def check_attention(params: TrainParams) -> None:
             make_attention(name, 64, **options)
         except AttentionError as err:
             raise ParamError(f"train.attention_options.{name}: {err}") from None
-
-
-def check_weights(out: Path, record: dict) -> Path:
-    """A finished run's `model.ckpt`, once it matches the checksum in its train.json (`record`)."""
-    model = out / "model.ckpt"
-    if not model.is_file() or sha256(model) != record.get("checkpoint_sha256"):
-        raise DataError(f"{model}: missing or does not match the checksum in {out / 'train.json'} "
-                        f"(delete {out} and run the train stage to train it again)")
-    return model
 
 
 def _tidy(out: Path) -> None:
@@ -285,6 +276,10 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
             return
     if shard is None:
         write_json(runs / SWEEP, {"sweep": params.sweep, "runs": [r.id for r in todo]})
+        wanted = {f"{r.id}.json" for r in todo}
+        for stale in runtime.glob("*.json"):  # records of runs that left the sweep (their runs stay in runs/)
+            if stale.name not in wanted:
+                stale.unlink()
     else:
         say(f"train: shard {shard[0]}/{shard[1]}: {len(todo)} of the sweep's {len(params.runs)} runs; once "
             "every shard has finished, `dvc repro` records the sweep (and trains what none did)")
@@ -303,3 +298,21 @@ def _report(position: str, result: dict, rank: int = 0) -> dict:
     say(f"train {position}{result['run']['dataset']}-{result['run']['attention']}-w{result['run']['width']}"
         f"-s{result['run']['seed']}: {how}, best val acc {acc if acc is None else round(acc, 4)}{status}")
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = cli.parser("python -m pipeline.stages.train",
+                     "DVC stage: every run of the sweep (params.yaml's train section)")
+    cli.params_option(top)
+    # where the stage reads and writes (a DDP training's processes get them)
+    top.add_argument("--data", type=Path, default=DATA, help="datasets (default: %(default)s)")
+    top.add_argument("--runs", type=Path, default=RUNS, help="trained runs (default: %(default)s)")
+    top.add_argument("--runtime", type=Path, default=RUNTIME, help="run-dependent records (default: %(default)s)")
+    top.add_argument("--shard", help="I/N: train only every N-th run of the sweep from the I-th (a job array's task I "
+                                     "of N); `dvc repro` records the sweep afterwards")
+    return cli.command(top, lambda a: run(a.params, a.data, a.runs, a.runtime,
+                                          parse_shard(a.shard) if a.shard else None), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
