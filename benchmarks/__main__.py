@@ -110,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--only", default="", help="train only configurations whose name contains one of these "
                                                "comma-separated strings, in their order")
     st.add_argument("--budget", type=float, help="seconds this command may take: configurations that would "
-                                                 "not fit are left for a later call")
+                                                 "not fit are left for a later run of the command")
     st.add_argument("--out", type=Path, default=Path("reports/schedule"), help="default: %(default)s")
     st.add_argument("--git-rev", help="record this revision (where the tree has no .git)")
     st.add_argument("--plot", action="store_true", help="only draw curves.png and table.md from study.json")

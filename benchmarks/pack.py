@@ -160,7 +160,7 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
     about = {**provenance(device, git), "command": command, "models": [f"{a}-w{w}" for a, w in configs],
              "L": length, "vocab": vocab, "steps": steps, "batch": batch}
 
-    def record() -> dict:  # after every phase: a call cut off by its time limit keeps what it timed
+    def record() -> dict:  # after every phase: a command cut off by its time limit keeps what it timed
         eager = seconds.get("sequential_eager")
         result = {**about, "seconds": seconds, "training_loop_seconds": loop_seconds, "seconds_per_model": per_model,
                   "peak_gpu_gib": peaks, "errors": errors, "compiled_graphs": graphs,

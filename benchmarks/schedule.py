@@ -76,7 +76,7 @@ def settings(config: Config, batch: int, sequences: int, val_every: int, warmup:
 def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, work: Path,
                 seconds: float | None = None) -> dict:
     """One configuration's validation curve; `seconds` (Lightning's Timer) stops its training when
-    that much time has passed, and the curve so far is kept as `cut off` (a call killed by its time
+    that much time has passed, and the curve so far is kept as `cut off` (a command killed by its time
     limit would keep nothing)."""
     from datetime import timedelta
 
@@ -128,8 +128,8 @@ def estimate(study: dict, config: Config, sequences: int | None = None) -> float
 
 def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: int, warmup: int, stop_at: float,
         train_size: int, git: str | None = None, budget: float | None = None) -> dict:
-    """`budget`: seconds this call may take; a configuration whose estimate no longer fits is left
-    for a later call (so a time-limited GPU call never kills one half-trained)."""
+    """`budget`: seconds this command may take; a configuration whose estimate no longer fits is left
+    for a later run (so a time-limited GPU job never kills one half-trained)."""
     from pipeline.data import verify
     from pipeline.execution.runtime import quiet
     from pipeline.generation import write_dataset
@@ -152,7 +152,7 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
                 continue
             guess = estimate(study, config, sequences)
             if budget is not None and time.perf_counter() - began + guess > budget:
-                print(f"study: {config.name}: left for a later call (about {guess:.0f}s, "
+                print(f"study: {config.name}: left for a later run (about {guess:.0f}s, "
                       f"{budget - time.perf_counter() + began:.0f}s of the budget left)", flush=True)
                 continue
             folder = tmp / f"{config.task}_n{config.n}"

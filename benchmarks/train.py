@@ -245,14 +245,14 @@ SWEEP_WIDTHS = [32, 64, 96, 128]
 SWEEP_EVALUATE = {"batch_size": 512, "generation_samples": 1000, "concurrency": "auto"}  # conf/profile/gpu.yaml's
 SWEEP_TEST_SIZE = 2000
 SWEEP_PHASES = ("stage", "evaluate", "eager", "eager_priced")
-SWEEP_DEFAULT_PHASES = SWEEP_PHASES[:3]  # the leg that is run, not priced: at 600 steps a run it fits a call
+SWEEP_DEFAULT_PHASES = SWEEP_PHASES[:3]  # the leg that is run, not priced: at 600 steps a run it fits a 10-minute job
 PRICE_WARMUP, PRICE_STEPS = 10, 30  # eager_priced: each run's eager step, timed as bench-train's cells
 
 
 def price_eager(folder: Path, meta: dict, widths: list[int], batch: int, steps: int, device: str,
                 work: Path) -> dict:
     """The one-after-another eager leg priced rather than run (at the grid's run lengths it takes longer
-    than a device call): each run's start-up and eager step through the train stage's training, timed
+    than a 10-minute job): each run's start-up and eager step through the train stage's training, timed
     in this process, at `steps` a run. It leaves out each run's validation and W&B, so it is below the
     leg's real time and a speedup over it is a lower bound."""
     from pipeline.attention import ATTENTION
@@ -311,12 +311,12 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
         command += f" --sweep-stage {','.join(stage)} --sweep-phases {','.join(phases)}"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     about = {**provenance(device, git), "command": command,
-             # the thread settings a call may set from outside (each pool process inherits them)
+             # the thread settings a caller may set from outside (each pool process inherits them)
              "environment": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS")
                              if k in os.environ},
              "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps, "batch": batch}
 
-    def record() -> dict:  # written after every phase: a call cut off by its time limit keeps what it timed
+    def record() -> dict:  # written after every phase: a command cut off by its time limit keeps what it timed
         eager = timings.get("sequential_eager")
         speedups = {label: eager / timings[label] for label in labels if eager and label in timings}
         over_priced = {label: priced["seconds"] / timings[label] for label in labels if priced and label in timings}

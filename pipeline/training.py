@@ -133,12 +133,15 @@ class ChainDataModule(L.LightningDataModule):
         self.seed, self.epoch_steps = seed, epoch_steps
         self.splits: dict[str, Split] = {}
 
+    # the splits each of Lightning's stages reads: evaluation loads the test split alone, not the
+    # training split (1M samples in the paper profile) in every evaluating process
+    STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        for split in ("train", "val", "test"):
-            arrays = read_arrays(self.folder, split, separator_id(self.meta))
-            self.splits[split] = Split(*(torch.from_numpy(np.asarray(a).astype(np.int64)) for a in arrays))
+        for split in self.STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            if split not in self.splits:
+                arrays = read_arrays(self.folder, split, separator_id(self.meta))
+                self.splits[split] = Split(*(torch.from_numpy(np.asarray(a).astype(np.int64)) for a in arrays))
 
     def place(self, device) -> None:
         """Move every split to the training device once (called by the module at fit start)."""
@@ -350,16 +353,17 @@ def compile_mode(setting: str, width: int) -> str:
     return "cudagraphs" if width < AUTO_INDUCTOR_WIDTH else "inductor-cudagraphs"
 
 
-# Measured on the H200 (benchmarks/results/throughput.json, w64 L=212): at w64 L=212 inductor-cudagraphs trains
-# 20.3 M tokens/s against 14.6 for cudagraphs alone, for 9 s more start-up, which pays from about 2.3M
-# sequences on (the schedule's cap is 8M). w32 is not measured, so it keeps the cheaper start-up.
+# From this width up, `compile: auto` adds inductor's fused kernels to the CUDA graphs. Measured on
+# an H200 (benchmarks/results/throughput.json, standard w64 L=212): inductor-cudagraphs trains 20.3M
+# tokens/s against 14.6M for CUDA graphs alone, for 9 s more start-up, which pays from about 2.3M
+# sequences on (the paper profile's cap is 8M). w32 was not measured, so it keeps the cheaper start-up.
 AUTO_INDUCTOR_WIDTH = 64
 
 
 def learning_rate(lr: float, lr_width: int | None, width: int) -> float:
     """A run's peak learning rate: `lr` up to width `lr_width`, `lr * lr_width / width` above it (the
     1/width rule for Adam on hidden weights, as in muP; None: `lr` at every width). The schedule study
-    (reports/convergence) found lr 1e-3 best at w256 and stalling at w512, where 5e-4 learns."""
+    (reports/schedule) found lr 1e-3 best at w256 and stalling at w512, where 5e-4 learns."""
     return lr * min(1.0, lr_width / width) if lr_width else lr
 
 

@@ -52,7 +52,7 @@ def test_schedule_study_records_curves_composes_and_plots(tmp_path):
         assert [p["sequences"] for p in record["curve"]] == [80, 160] and record["status"] == "finished"
         assert record["settings"]["decay_fraction"] == 0.0 and record["git_rev"] == "test"
         assert all(0.0 <= p["acc"] <= 1.0 for p in record["curve"])
-    # a configuration that no longer fits the call's budget is left for a later call, not cut short
+    # a configuration that no longer fits the budget is left for a later run, not cut short
     more = convergence.configs(["lis_n3"], ["linear"], [16], [1e-3], [0.0], {})
     assert convergence.estimate(study, more[0]) == study["runs"][chosen[2].name]["seconds"]
     assert list(convergence.run(tmp_path, more, batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
@@ -74,7 +74,7 @@ def test_a_study_configuration_out_of_time_keeps_its_curve_as_cut_off_and_is_tra
     long = convergence.settings(config, batch=16, sequences=16 * 20_000, val_every=5, warmup=2, stop_at=1.0)
     record = convergence.train_curve(config, folder, verify(folder), long, tmp_path / "work", seconds=1.0)
     assert record["status"] == "cut off" and 0 < record["curve"][-1]["step"] < 20_000 and record["seconds"] < 60
-    # the next call trains a cut-off configuration again, whole
+    # the next run trains a cut-off configuration again, whole
     (tmp_path / "study.json").write_text(json.dumps({"runs": {config.name: record}}))
     study = convergence.run(tmp_path, [config], batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0,
                             train_size=300, git="test")

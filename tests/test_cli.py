@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from settings import generate_section
 
 from pipeline.tasks import make_task
 from pipeline.tasks.cot_text import read_cot
@@ -85,15 +86,16 @@ def test_unwritable_output(tmp_path):
                  "--out", str(blocker / "sub"))
     one_line_error(result, "not writable")
     assert blocker.read_text() == "not a folder"
-    result = cli("generate", "--params", str(ROOT / "params.yaml"), "--out", str(blocker))
+    result = cli("generate", "--params", str(write_params(tmp_path, lambda g: None)), "--out", str(blocker))
     one_line_error(result, "not a folder")
 
 
 def write_params(tmp_path: Path, change) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    change(params["generate"])
+    """A parameters file of a small valid generate section (LIS n=5) after `change`."""
+    generate = generate_section()
+    change(generate)
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump({"generate": generate}))
     return path
 
 
@@ -108,7 +110,8 @@ def write_params(tmp_path: Path, change) -> Path:
         (lambda g: g.update(test_size="many"), ["generate.test_size", "integer"]),
         (lambda g: g.update(seed=1.5), ["generate.seed"]),
         (lambda g: g.pop("seed"), ["generate.seed", "missing"]),
-        (lambda g: g["tasks"].update(arithmetic={"sizes": [1, 3]}), ["generate.tasks.arithmetic.sizes[0]", "473"]),
+        (lambda g: g.update(train_size=20000, tasks={"arithmetic": {"sizes": [1, 3]}}),  # n=1: 473 distinct
+         ["generate.tasks.arithmetic.sizes[0]", "473"]),
         (lambda g: g["tasks"].update(ed={"sizes": [4], "options": {"using": 99}}),
          ["generate.tasks.ed.sizes[0]", "using"]),
         (lambda g: g["tasks"]["lis"].update(sizes=[]), ["generate.tasks.lis.sizes"]),

@@ -97,3 +97,18 @@ def test_changing_what_training_computes_changes_the_key(tmp_path):
     closure.cache_clear()
     assert code_hash("pipeline.training", package) != code_hash("pipeline.training")
     closure.cache_clear()
+
+
+def test_no_stage_depends_on_the_benchmarks_or_the_command_line():
+    """Editing a benchmark, or the commands of `python -m pipeline`, leaves every stage up to date."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage, spec in stages.items():
+        assert not any(dep.startswith("benchmarks") for dep in spec["deps"]), stage
+        assert "pipeline/__main__.py" not in closure(f"pipeline.stages.{stage}"), stage
+    import ast
+
+    for path in (ROOT / "pipeline").rglob("*.py"):  # no import of the benchmarks package anywhere
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.split(".")[0] == "benchmarks" for n in names), path

@@ -14,18 +14,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from settings import generate_section, train_section
 from wandb_records import summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = {
-    "sweep": "kill", "datasets": ["lis_n5"], "attentions": ["linear"], "widths": [16], "seeds": [0],
-    "layers": 2, "heads": 4, "dropout": 0.1, "attention_options": {}, "batch_size": 32, "lr": 0.003,
-    "weight_decay": 0.01, "warmup_steps": 5, "decay_fraction": 0.9, "grad_clip": 1.0, "max_steps": 48,
-    "val_every": 4, "stop_at": 1.0,
-    "val_generation": 8, "concurrency": 1, "compile": "auto",
-}  # 300 training samples: 10 batches a pass, so most checkpoints fall in the middle of a pass
-GENERATE = {"seed": 1, "train_size": 300, "val_size": 24, "test_size": 24,
-            "tasks": {"lis": {"sizes": [5], "options": {"number_range": None}}}}
+# 300 training samples in batches of 32 (stated although they are the helper's defaults: the kills count on
+# them): 10 batches a pass, so most checkpoints fall in the middle of a pass
+TRAIN = train_section(sweep="kill", attentions=["linear"], batch_size=32, decay_fraction=0.9, max_steps=48,
+                      val_every=4, stop_at=1.0, val_generation=8)
+GENERATE = generate_section(train_size=300)
 RUN = "lis_n5-linear-w16-s0"
 
 
@@ -129,7 +126,7 @@ def test_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path
 
 @pytest.mark.slow
 def test_killed_generation_leaves_no_temporary_folder(tmp_path):
-    big = {**GENERATE, "train_size": 400_000, "tasks": {"lis": {"sizes": [60], "options": {"number_range": None}}}}
+    big = generate_section(train_size=400_000, tasks={"lis": {"sizes": [60], "options": {"number_range": None}}})
     for name in ("whole", "cut"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "params.yaml").write_text(yaml.safe_dump({"generate": big}))

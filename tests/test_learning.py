@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from settings import training_settings
 
 from pipeline.data import verify
 from pipeline.evaluation import evaluate
@@ -19,9 +20,8 @@ from pipeline.generation import write_dataset
 from pipeline.tasks import make_task
 from pipeline.training import fit
 
-SETTINGS = {"layers": 3, "heads": 4, "dropout": 0.0, "attention_options": {}, "batch_size": 64, "lr": 0.003,
-            "weight_decay": 0.01, "warmup_steps": 20, "decay_fraction": 1.0, "grad_clip": 1.0, "max_steps": 2000,
-            "val_every": 100, "stop_at": 0.95, "val_generation": 0, "compile": "none"}
+SETTINGS = training_settings(layers=3, dropout=0.0, batch_size=64, warmup_steps=20, decay_fraction=1.0, max_steps=2000,
+                             val_every=100, stop_at=0.95, val_generation=0, compile="none")
 
 
 @pytest.mark.slow

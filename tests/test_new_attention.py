@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from settings import train_section
 
 from pipeline.attention import ATTENTION, Attention, make_attention, register
 from pipeline.cost import flops_per_sequence
@@ -75,11 +76,9 @@ def test_a_registered_type_runs_through_train_evaluate_and_report(mean_attention
     data = tmp_path / "data" / "datasets"
     write_dataset(make_task("lis", 5), {"train": 200, "val": 16, "test": 16}, 0, data / "lis_n5")
     params = {
-        "train": {"sweep": "toy", "datasets": ["lis_n5"], "attentions": ["standard", "mean"], "widths": [16],
-                  "seeds": [0], "layers": 2, "heads": 4, "dropout": 0.0, "attention_options": {"mean": {"scale": 0.5}},
-                  "batch_size": 32, "lr": 0.003, "weight_decay": 0.01, "warmup_steps": 2, "decay_fraction": 0.7,
-                  "grad_clip": 1.0, "max_steps": 6, "val_every": 3, "stop_at": 1.0, "val_generation": 8,
-                  "concurrency": 1, "compile": "auto"},
+        "train": train_section(sweep="toy", attentions=["standard", "mean"], dropout=0.0,
+                               attention_options={"mean": {"scale": 0.5}}, warmup_steps=2, decay_fraction=0.7,
+                               max_steps=6, val_every=3, stop_at=1.0, val_generation=8),
         "evaluate": {"batch_size": 16, "generation_samples": 8, "concurrency": 1},
         "report": {"thresholds": [0.9]},
     }

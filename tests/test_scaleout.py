@@ -21,14 +21,16 @@ from pipeline.tasks import make_task
 from pipeline.training import Split, TrainStream, chain_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
+from settings import train_section  # noqa: E402
 from wandb_records import summary_of  # noqa: E402
 
-TRAIN = {
-    "sweep": "ddp", "datasets": ["lis_n5"], "attentions": ["standard"], "widths": [16], "seeds": [0],
-    "layers": 2, "heads": 4, "dropout": 0.0, "attention_options": {}, "batch_size": 32, "lr": 0.003,
-    "weight_decay": 0.01, "warmup_steps": 2, "decay_fraction": 0.5, "grad_clip": 1.0, "max_steps": 12,
-    "val_every": 6, "stop_at": 1.0, "val_generation": 8, "concurrency": 1, "compile": "auto",
-}
+DDP = {"sweep": "ddp", "dropout": 0.0, "warmup_steps": 2, "decay_fraction": 0.5, "max_steps": 12, "val_every": 6,
+       "stop_at": 1.0, "val_generation": 8}  # what the sweep of these tests changes of the helper's
+
+
+def train(**changes) -> dict:
+    """The train section of these tests, with `changes`."""
+    return train_section(**{**DDP, **changes})
 
 
 def test_shards_of_a_global_batch_give_its_mean_loss():
@@ -48,10 +50,10 @@ def test_shards_of_a_global_batch_give_its_mean_loss():
 
 def test_devices_must_divide_the_batch_and_own_the_run():
     with pytest.raises(ParamError, match="train.batch_size: 32 is not divisible by train.devices"):
-        TrainParams.parse({**TRAIN, "devices": 3})
+        TrainParams.parse(train(devices=3))
     with pytest.raises(ParamError, match="train.concurrency: must be 1 or auto"):
-        TrainParams.parse({**TRAIN, "devices": 2, "concurrency": 2})
-    assert TrainParams.parse(TRAIN).devices == 1 and "devices" not in TrainParams.parse(TRAIN).training()
+        TrainParams.parse(train(devices=2, concurrency=2))
+    assert TrainParams.parse(train()).devices == 1 and "devices" not in TrainParams.parse(train()).training()
 
 
 @pytest.mark.slow
@@ -63,7 +65,7 @@ def test_ddp_over_two_cpu_processes_matches_one_process(tmp_path, monkeypatch):
     weights = {}
     for devices in (1, 2):
         params = tmp_path / f"params{devices}.yaml"
-        params.write_text(yaml.safe_dump({"train": {**TRAIN, "devices": devices}}))
+        params.write_text(yaml.safe_dump({"train": train(devices=devices)}))
         runs, runtime = tmp_path / f"runs{devices}", tmp_path / f"runtime{devices}"
         train_stage.run(params, data, runs, runtime)
         record = json.loads((runs / "lis_n5-standard-w16-s0" / "train.json").read_text())
@@ -102,7 +104,7 @@ def test_shards_of_a_sweep_train_their_own_runs_and_the_whole_sweep_reuses_them(
     data = tmp_path / "data"
     write_dataset(make_task("lis", 5), {"train": 100, "val": 16, "test": 16}, 7, data / "lis_n5")
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": {**TRAIN, "widths": [8, 16, 24], "max_steps": 2, "val_every": 2}}))
+    params.write_text(yaml.safe_dump({"train": train(widths=[8, 16, 24], max_steps=2, val_every=2)}))
     runs, runtime = tmp_path / "runs", tmp_path / "runtime"
     trained = []
     for shard in ((0, 2), (1, 2)):  # two tasks of a job array, one after the other here

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..layout import PARAMS
+
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=prog, description=description)
@@ -15,7 +17,7 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def params_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+    parser.add_argument("--params", type=Path, default=PARAMS,
                         help="parameters file (default: %(default)s)")
 
 

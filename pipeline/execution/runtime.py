@@ -21,15 +21,31 @@ from .io import say, write_json
 PROGRESS_EVERY = 30.0  # seconds between progress lines of one run
 
 
+# Warnings known to be harmless here, each filtered by its message and the module it comes from, so
+# that any other warning, from these modules too, still shows.
+KNOWN_WARNINGS = (
+    # Lightning calls a pytree API that torch has deprecated: nothing of ours to change
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
+    # torch's own deprecation of torch.jit, raised while a library decorates its functions at import
+    (r"`torch\.jit\.script_method` is deprecated", DeprecationWarning, r"torch\.jit\._script"),
+    # a resumed run writes into its own checkpoint folder on purpose
+    (r"Checkpoint directory .* exists and is not empty", UserWarning, r"lightning\..*"),
+    # the loaders serve in-memory tensors: worker processes would only slow them down
+    (r"The '\w+_dataloader' does not have many workers", UserWarning, r"lightning\..*"),
+    # the logged validation metrics are torchmetrics objects, which synchronise themselves
+    (r"It is recommended to use `self\.log\(.*sync_dist=True`", UserWarning, r"lightning\..*"),
+    # an offline W&B run resumes by its id on the local disk
+    (r".*resume.*offline.*", UserWarning, r"wandb(\..*)?"),
+)
+
+
 def quiet() -> None:
-    """Silence Lightning's and PyTorch's notices (device summaries, tips, known warnings)."""
+    """Lightning's notices (device summaries, tips) below the warning level, and the known harmless
+    warnings filtered; every other warning shows."""
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*is deprecated.*", ".*TPU available.*",
-                    ".*GPU available.*", ".*Checkpoint directory.*exists.*", ".*`isinstance\\(treespec.*",
-                    ".*torch.jit.*", ".*You are using a CUDA device.*", ".*sync_dist=True.*", ".*Tip.*",
-                    ".*_pytree.*", ".*resume.*offline.*", ".*precision.*", ".*max_epochs.*"):
-        warnings.filterwarnings("ignore", message=pattern)
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message, category, module in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def worker_setup(workers: int, gpu_slots=None) -> None:

@@ -89,7 +89,7 @@ def statement(grid: Grid, threshold: float) -> list[str]:
     if not any(grid.min_width(t, a, n, threshold) for t in grid.tasks() for a in grid.attentions()
                for n in grid.sizes(t)):
         out.append(f"- No run reached {100 * threshold:g}%: at this profile the data cannot answer the question; "
-                   "run a larger profile (README, Profiles).")
+                   "run a larger profile (README: Reproducing the paper's figures).")
     return out
 
 

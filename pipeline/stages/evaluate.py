@@ -23,12 +23,11 @@ from pathlib import Path
 from ..data import DataError, verify
 from ..deps import code_hash
 from ..execution import cli
+from ..execution.capacity import RUNS_PER_GPU
 from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
 from ..execution.runtime import Progress, device, gpu_count, quiet, stage_pool, versions
 from ..execution.tracking import wandb_logger
-from ..layout import DATA, RESULTS, RUNS, SWEEP, check_weights
-from ..layout import METRICS as SUMMARY
-from ..layout import RUNTIME_EVALUATE as RUNTIME
+from ..layout import DATA, METRICS, PARAMS, RESULTS, RUNS, RUNTIME_EVALUATE, SWEEP, check_weights
 from ..params import EvaluateParams, Run, load_section
 
 RESULTS_VERSION = 3  # bump when the fields of a results file change
@@ -115,8 +114,8 @@ def summary(records: list[dict]) -> dict:
             "graded_acc": {a: mean([r for r in records if r["attention"] == a]) for a in attentions}}
 
 
-def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS, results: Path = RESULTS,
-        runtime: Path = RUNTIME, summary_path: Path = SUMMARY) -> None:
+def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, results: Path = RESULTS,
+        runtime: Path = RUNTIME_EVALUATE, summary_path: Path = METRICS) -> None:
     params = load_section(params_path, "evaluate")
     sweep = read_json(runs / SWEEP)
     if sweep is None:
@@ -139,7 +138,7 @@ def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path =
     jobs = [(run_id, train, params, data, metas[train["run"]["dataset"]], runs, results, runtime, w)
             for (run_id, train), w in zip(trains.items(), where)]
     gpus = gpu_count()
-    workers = params.concurrency or (min(8 * gpus, n) if gpus else 1)
+    workers = params.concurrency or (min(RUNS_PER_GPU * gpus, n) if gpus else 1)
     if workers == 1 or n <= 1:
         records = [_report(evaluate_run(*job)) for job in jobs]
     else:  # several processes share the GPUs: small models' generation is bound by kernel launches

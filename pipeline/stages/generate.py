@@ -10,13 +10,11 @@ from pathlib import Path
 from ..execution import cli
 from ..execution.io import check_writable, say
 from ..generation import remove_abandoned, tasks_of, write_dataset
-from ..layout import DATA
+from ..layout import DATA, PARAMS
 from ..params import load_section
 
-OUT = DATA
 
-
-def run(params: Path = Path("params.yaml"), out: Path = OUT) -> None:
+def run(params: Path = PARAMS, out: Path = DATA) -> None:
     spec = load_section(params, "generate")  # every bad value fails here, before any file is touched
     datasets = tasks_of(spec, str(params))
     check_writable(out)
@@ -36,7 +34,7 @@ def run(params: Path = Path("params.yaml"), out: Path = OUT) -> None:
 def main(argv: list[str] | None = None) -> int:
     top = cli.parser("python -m pipeline.stages.generate", "DVC stage: datasets of params.yaml's generate section")
     cli.params_option(top)
-    top.add_argument("--out", type=Path, default=OUT, help="folder of the dataset folders (default: %(default)s)")
+    top.add_argument("--out", type=Path, default=DATA, help="folder of the dataset folders (default: %(default)s)")
     return cli.command(top, lambda a: run(a.params, a.out), argv)
 
 

@@ -16,14 +16,11 @@ from pathlib import Path
 from ..execution import cli
 from ..execution.io import check_file_target, check_writable, read_json, remove_temporaries, say, write_text
 from ..execution.tracking import wandb_options
-from ..layout import RESULTS
-from ..layout import RUNTIME_TRAIN as RUNTIME
+from ..layout import PARAMS, REPORTS, RESULTS, RUNTIME_TRAIN
 from ..params import ReportParams, load_section
 from ..report.collect import Grid, compute_curve, load_metrics
 from ..report.figures import compute_figure, heatmap, heatmap_panel, save
 from ..report.markdown import report, runtime_report
-
-OUT = Path("reports")
 
 
 def provenance(records: list[dict]) -> dict:
@@ -99,8 +96,8 @@ def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) 
     run.finish()
 
 
-def run(params_path: Path = Path("params.yaml"), results: Path = RESULTS, runtime: Path = RUNTIME,
-        out: Path = OUT) -> None:
+def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUNTIME_TRAIN,
+        out: Path = REPORTS) -> None:
     params: ReportParams = load_section(params_path, "report")
     records = load_metrics(results) if results.is_dir() else []
     if not records:

@@ -27,12 +27,12 @@ from pathlib import Path
 from ..data import DataError, read_meta, verify
 from ..deps import code_hash
 from ..execution import cli
+from ..execution.capacity import gpu_workers, peak_gib
 from ..execution.distributed import Group, distributed, launch
 from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
 from ..execution.runtime import Progress, SegmentClock, gpu_count, quiet, runtime_info, stage_pool
 from ..execution.tracking import wandb_logger
-from ..layout import DATA, RUNS, SWEEP, check_weights
-from ..layout import RUNTIME_TRAIN as RUNTIME
+from ..layout import DATA, PARAMS, RUNS, RUNTIME_TRAIN, SWEEP, check_weights
 from ..params import ParamError, Run, TrainParams, load_section
 
 DATASET_KEYS = ("task", "n", "options", "seed", "generator_version", "max_len", "sha256")
@@ -104,7 +104,7 @@ def _plan(out: Path, key: str) -> dict:
     return {"resume": resume, "state": state, "created": created}
 
 
-def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS, runtime: Path = RUNTIME,
+def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS, runtime: Path = RUNTIME_TRAIN,
               position: str = "", group=None) -> dict:
     """Train (or reuse) one run. `group`: this process's place in a DDP training, where rank 0 plans
     and records and every process trains."""
@@ -164,24 +164,6 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     return {**record, "train_seconds": info["train_seconds"]}
 
 
-# Peak GPU memory of one run, GiB per (sequence x position x width x layer) of a batch, bf16-mixed:
-# the largest measured by bench-train (reports/bench/train.json, H200, batch 512) is 6.1e-8
-# (linear, w1024, L=212); a margin above it.
-PEAK_GIB_PER_UNIT = 7e-8
-
-
-def peak_gib(batch: int, length: int, width: int, layers: int) -> float:
-    """Estimated peak GPU memory of one run's training (activations dominate)."""
-    return PEAK_GIB_PER_UNIT * batch * length * width * layers + 0.5
-
-
-def gpu_workers(runs: int, largest_gib: float, device_gib: float, cap: int = 8) -> int:
-    """Runs at once on one GPU under `concurrency: auto`: up to `cap` (small models are bound by
-    kernel launches, so several overlap), and no more than fit in 85% of its memory when every
-    process trains the sweep's largest run."""
-    return max(1, min(cap, runs, int(0.85 * device_gib // largest_gib)))
-
-
 def _tokens_per_s(folder: Path, steps: int, batch_size: int, seconds: float) -> float:
     import numpy as np
 
@@ -206,8 +188,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def run(params_path: Path = Path("params.yaml"), data: Path = DATA, runs: Path = RUNS,
-        runtime: Path = RUNTIME, shard: tuple[int, int] | None = None) -> None:
+def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
+        runtime: Path = RUNTIME_TRAIN, shard: tuple[int, int] | None = None) -> None:
     """`shard` (i, n): train only that share of the sweep (one task of a job array), and leave
     runs/sweep.json alone: the sweep is recorded by a `dvc repro` once every shard has finished."""
     params = load_section(params_path, "train")  # every bad value fails here, before any training
@@ -307,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     # where the stage reads and writes (a DDP training's processes get them)
     top.add_argument("--data", type=Path, default=DATA, help="datasets (default: %(default)s)")
     top.add_argument("--runs", type=Path, default=RUNS, help="trained runs (default: %(default)s)")
-    top.add_argument("--runtime", type=Path, default=RUNTIME, help="run-dependent records (default: %(default)s)")
+    top.add_argument("--runtime", type=Path, default=RUNTIME_TRAIN, help="run-dependent records (default: %(default)s)")
     top.add_argument("--shard", help="I/N: train only every N-th run of the sweep from the I-th (a job array's task I "
                                      "of N); `dvc repro` records the sweep afterwards")
     return cli.command(top, lambda a: run(a.params, a.data, a.runs, a.runtime,

@@ -1,0 +1,29 @@
+"""How many runs a stage trains or evaluates at once on one GPU under `concurrency: auto`. Each
+number that decides it is named here with where it was measured."""
+
+from __future__ import annotations
+
+# Peak GPU memory of one run's training, GiB per (sequence x position x width x layer) of a batch,
+# bf16-mixed: the largest measured (benchmarks/results/throughput.json, H200, batch 512) is 6.1e-8,
+# linear w1024 L=212; this leaves a margin above it.
+PEAK_GIB_PER_UNIT = 7e-8
+FIXED_GIB = 0.5  # a process's CUDA context, weights and optimiser state at these widths
+# The share of a GPU's memory the runs on it may take together: the rest for each process's CUDA
+# context and the caching allocator's fragmentation, neither of which the estimate above counts.
+MEMORY_SHARE = 0.85
+# Runs at once on one GPU at most. Small models (widths 32-128) are bound by kernel launches, about
+# 6 ms a step whatever the width, so several processes overlap on one GPU; the sweep benchmark
+# (benchmarks/results/sweep.json: 12 runs of widths 32-128 on an H200) ran 8 at once. More would
+# add CPU contention on a 16-core host without more GPU work in flight.
+RUNS_PER_GPU = 8
+
+
+def peak_gib(batch: int, length: int, width: int, layers: int) -> float:
+    """Estimated peak GPU memory of one run's training (activations dominate)."""
+    return PEAK_GIB_PER_UNIT * batch * length * width * layers + FIXED_GIB
+
+
+def gpu_workers(runs: int, largest_gib: float, device_gib: float, cap: int = RUNS_PER_GPU) -> int:
+    """Runs at once on one GPU: up to `cap`, and no more than fit in `MEMORY_SHARE` of its memory
+    when every process trains the sweep's largest run."""
+    return max(1, min(cap, runs, int(MEMORY_SHARE * device_gib // largest_gib)))
