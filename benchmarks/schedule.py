@@ -74,15 +74,19 @@ def settings(config: Config, batch: int, sequences: int, val_every: int, warmup:
 
 
 def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, work: Path,
-                seconds: float | None = None) -> dict:
+                seconds: float | None = None, partial: Path | None = None, extra: dict | None = None) -> dict:
     """One configuration's validation curve; `seconds` (Lightning's Timer) stops its training when
-    that much time has passed, and the curve so far is kept as `cut off` (a command killed by its time
-    limit would keep nothing)."""
+    that much time has passed, and the curve so far is kept as `cut off`. `partial`: a file that holds
+    the curve so far after every validation, so that a process killed from outside (a GPU lease that
+    ends) still leaves its curve, which `run` and `plot` take in as `cut off`; `extra`: fields it
+    carries too (the provenance)."""
     from datetime import timedelta
 
     from lightning.pytorch.callbacks import Callback, Timer
 
     from pipeline.training import fit
+
+    start = time.perf_counter()
 
     class Curve(Callback):
         def __init__(self) -> None:
@@ -94,19 +98,42 @@ def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, wo
                                 "sequences": trainer.global_step * run_settings["batch_size"],
                                 **{k.split("/")[1]: round(float(m[k]), 6) for k in
                                    ("val/acc", "val/loss", "val/token_acc") if k in m}})
+            if partial is not None:
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                record = record_of(config, run_settings, "cut off", "stopped from outside",
+                                   time.perf_counter() - start, self.points)
+                tmp = partial.with_suffix(".tmp")
+                tmp.write_text(json.dumps({**record, **(extra or {})}) + "\n")
+                tmp.replace(partial)
 
     curve = Curve()
     timer = [Timer(duration=timedelta(seconds=max(1.0, seconds)), interval="step")] if seconds is not None else []
-    start = time.perf_counter()
     result = fit(folder, meta, work / config.name, {"attention": config.attention, "width": config.width, "seed": 0},
                  run_settings, callbacks=[curve, *timer])
     stopped = result["status"] == "finished" and timer and timer[0].time_remaining("train") <= 0
     reached = curve.points and (curve.points[-1].get("acc", 0) >= run_settings["stop_at"]
                                 or curve.points[-1]["step"] >= run_settings["max_steps"])
-    return {"config": asdict(config), "settings": run_settings,
-            "status": "cut off" if stopped and not reached else result["status"],
-            "reason": result["reason"], "seconds": round(time.perf_counter() - start, 1), "curve": curve.points,
-            **{f"sequences_to_{int(t * 100)}": first_at(curve.points, t) for t in (0.9, 0.99)}}
+    return record_of(config, run_settings, "cut off" if stopped and not reached else result["status"],
+                     result["reason"], time.perf_counter() - start, curve.points)
+
+
+def record_of(config: Config, run_settings: dict, status: str, reason: str | None, seconds: float,
+              points: list[dict]) -> dict:
+    return {"config": asdict(config), "settings": run_settings, "status": status, "reason": reason,
+            "seconds": round(seconds, 1), "curve": list(points),
+            **{f"sequences_to_{int(t * 100)}": first_at(points, t) for t in (0.9, 0.99)}}
+
+
+def load_study(out: Path) -> dict:
+    """study.json in `out`, with the curves that killed processes left in out/partial/ taken in as
+    `cut off` where the study has no record of their own."""
+    path = out / "study.json"
+    study = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    for part in sorted((out / "partial").glob("*.json")):
+        name = part.stem
+        if name not in study["runs"]:
+            study["runs"][name] = json.loads(part.read_text())
+    return study
 
 
 def first_at(points: list[dict], threshold: float) -> int | None:
@@ -140,10 +167,11 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
     quiet()
     began = time.perf_counter()
     path = out / "study.json"
-    study = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    study = load_study(out)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    extra = {**provenance(device, git), "train_size": train_size}
     with tempfile.TemporaryDirectory(prefix="study-") as tmp:
         tmp = Path(tmp)
         for config in chosen:
@@ -160,12 +188,14 @@ def run(out: Path, chosen: list[Config], batch: int, sequences: int, val_every: 
                 write_dataset(make_task(config.task, config.n),  # the tasks' defaults: the paper's options
                               {"train": train_size, "val": 1000, "test": 16}, 2023, folder)
             left = None if budget is None else budget - (time.perf_counter() - began) - CLOSING_SECONDS
+            partial = out / "partial" / f"{config.name}.json"
             record = train_curve(config, folder, verify(folder),
-                                 settings(config, batch, sequences, val_every, warmup, stop_at), tmp, left)
-            record |= {**provenance(device, git), "train_size": train_size}
+                                 settings(config, batch, sequences, val_every, warmup, stop_at), tmp, left,
+                                 partial, extra) | extra
             study["runs"][config.name] = record
             out.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(study, indent=1) + "\n")  # after every configuration
+            partial.unlink(missing_ok=True)
             last = record["curve"][-1] if record["curve"] else {}
             print(f"study: {config.name}: {record['status']}, acc {last.get('acc')} after {last.get('sequences')} "
                   f"sequences, 90% at {record['sequences_to_90']}, 99% at {record['sequences_to_99']}, "
@@ -180,7 +210,7 @@ def plot(out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    study = json.loads((out / "study.json").read_text())
+    study = load_study(out)
     runs = sorted(study["runs"].values(), key=lambda r: Config(**r["config"]).name)
     datasets = sorted({(r["config"]["task"], r["config"]["n"]) for r in runs})
     cols = min(3, len(datasets))  # rows of three panels: the figure stays readable as datasets are added
@@ -208,16 +238,16 @@ def plot(out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     lines = ["| configuration | status | sequences to 90% | sequences to 99% | last accuracy | sequences seen "
-             "| seconds |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| seconds | device |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
         last = r["curve"][-1] if r["curve"] else {}
         fmt = lambda v: "not reached" if v is None else f"{v / 1e6:.2f}M"  # noqa: E731
         lines.append(f"| {Config(**r['config']).name} | {r['status']} | {fmt(r['sequences_to_90'])} | "
                      f"{fmt(r['sequences_to_99'])} | {last.get('acc')} | {fmt(last.get('sequences'))} | "
-                     f"{r['seconds']} |")
+                     f"{r['seconds']} | {r.get('device', '')} |")
     revs = sorted({r.get("git_rev") for r in runs if r.get("git_rev")})
     (out / "table.md").write_text("# Schedule study: validation accuracy against sequences seen\n\n"
                                   "Constant learning rate after warm-up, no decay (a name ending in -decayF-capNM: "
-                                  "constant, then decayed over the last fraction F of the cap); `python -m pipeline "
-                                  f"study-schedule` at {', '.join(revs)}. Curves: curves.png.\n\n"
+                                  "constant, then decayed over the last fraction F of the cap); `python -m benchmarks "
+                                  f"schedule` at {', '.join(revs)}. Curves: curves.png.\n\n"
                                   + "\n".join(lines) + "\n")

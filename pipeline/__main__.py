@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from . import compose
 from .execution import cli
 
 STAGES = {"generate": "datasets of params.yaml's generate section",
@@ -55,8 +56,8 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--caps", type=int, nargs="+", help="caps on sequences per run to price (default: the "
                                                         "profile's max_steps x batch_size)")
     ph.add_argument("--out", type=Path, help="also write the prediction as JSON here")
-    pa = sub.add_parser("params", help="write the composed parameters of a profile (what `dvc exp run -S "
-                                        "profile=NAME` runs) where no DVC experiment can run")
+    pa = sub.add_parser("params", help="write the composed parameters of a profile (conf/profile/NAME.yaml over "
+                                        "the defaults) to params.yaml")
     pa.add_argument("--profile", help="a profile of conf/profile/ (default: the defaults)")
     pa.add_argument("--out", type=Path, default=Path("params.yaml"), help="default: %(default)s")
     return top
@@ -74,7 +75,7 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "predict-hours":
         import tempfile
 
-        from . import compose, hours
+        from . import hours
 
         with tempfile.TemporaryDirectory() as tmp:
             params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params

@@ -1,6 +1,10 @@
 """The parameters of a profile: conf/config.yaml (the defaults) with conf/profile/<name>.yaml over it,
-composed by Hydra as `dvc exp run -S profile=<name>` composes them into params.yaml. For commands that
-read a profile without running it (`predict-hours --profile`), and machines without DVC's git."""
+composed by Hydra's compose API (`python -m pipeline params --profile NAME` writes them to params.yaml).
+
+Why not DVC's own Hydra mode (`dvc exp run -S profile=...`): it recomposes params.yaml from conf/ at
+every `dvc exp run`, silently dropping what a user edited in params.yaml, while `dvc repro` ignores
+conf/. Here params.yaml stays the one file the stages and DVC read, and conf/ is only where profiles
+come from."""
 
 from __future__ import annotations
 

@@ -81,6 +81,30 @@ def test_a_study_configuration_out_of_time_keeps_its_curve_as_cut_off_and_is_tra
     assert study["runs"][config.name]["status"] == "finished" and study["runs"][config.name]["curve"][-1]["step"] == 10
 
 
+def test_a_study_process_killed_from_outside_leaves_its_curve(tmp_path):
+    """A GPU lease that ends kills the study's processes: the curve written after each validation
+    (out/partial/) is what remains, taken into the study as cut off and trained again next time."""
+    from benchmarks import schedule as convergence
+    from pipeline.data import verify
+    from pipeline.generation import write_dataset
+    from pipeline.tasks import make_task
+
+    config, = convergence.configs(["lis_n3"], ["standard"], [16], [3e-3], [0.0], {})
+    folder = tmp_path / "lis_n3"
+    write_dataset(make_task("lis", 3), {"train": 300, "val": 64, "test": 16}, 0, folder)
+    partial = tmp_path / "out" / "partial" / f"{config.name}.json"
+    run_settings = convergence.settings(config, batch=16, sequences=160, val_every=5, warmup=2, stop_at=1.0)
+    convergence.train_curve(config, folder, verify(folder), run_settings, tmp_path / "work", partial=partial,
+                            extra={"git_rev": "test"})
+    kept = json.loads(partial.read_text())  # as a killed process would leave it
+    assert kept["status"] == "cut off" and [p["sequences"] for p in kept["curve"]] == [80, 160]
+    assert kept["git_rev"] == "test"
+    assert convergence.load_study(tmp_path / "out")["runs"][config.name] == kept
+    study = convergence.run(tmp_path / "out", [config], batch=16, sequences=160, val_every=5, warmup=2,
+                            stop_at=1.0, train_size=300, git="test")
+    assert study["runs"][config.name]["status"] == "finished" and not partial.exists()
+
+
 def test_a_decayed_schedule_is_its_own_configuration():
     from benchmarks import schedule as convergence
 

@@ -233,6 +233,18 @@ def test_a_profile_holds_only_what_it_changes():
                 assert value != base[section][key], f"{path.name}: {section}.{key} repeats the default"
 
 
+def test_the_params_command_writes_a_profile_the_stages_read(tmp_path, monkeypatch):
+    from pipeline.__main__ import main
+    from pipeline.compose import compose
+    from pipeline.params import load_section
+
+    monkeypatch.chdir(ROOT)  # conf/ is found from the repository
+    out = tmp_path / "params.yaml"
+    assert main(["params", "--profile", "gpu", "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text()) == compose("gpu", ROOT / "conf")
+    assert load_section(out, "train").sweep == "gpu"
+
+
 def test_an_unknown_profile_is_one_line_error():
     from pipeline.compose import compose
 
