@@ -107,7 +107,7 @@ CKPT = f"runs/{RUN}/model.ckpt"
 TOKENS = "data/datasets/lis_n5/train_tokens.npy"
 CASES = {
     "huge width": (params_change(lambda p: p["train"].update(widths=[262144])), ["train"],
-                   ["lis_n5-standard-w262144-s0", "allocate"]),
+                   ["train.widths[0]: width 262144 needs about", "GiB"]),
     "garbage weights (evaluate)": (write(CKPT, b"not a checkpoint"), ["evaluate"],
                                    [CKPT, "does not match the checksum"]),
     "garbage weights (train)": (write(CKPT, b"not a checkpoint"), ["train"], [CKPT, "does not match the checksum"]),
@@ -178,3 +178,22 @@ def test_every_cli_option_has_help(module):
     for choice in top._subparsers._group_actions[0]._choices_actions:
         assert choice.help, choice.dest
     assert all(a.help for a in actions), [a.dest for a in actions if not a.help]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [
+    lambda p: p["generate"]["tasks"].update(sudoku={"sizes": [3]}),  # an unknown task
+    lambda p: p["generate"]["tasks"]["lis"].update(sizes=[1]),  # a size out of range
+])
+def test_a_bad_generate_parameter_under_dvc_repro_keeps_the_datasets(project, tmp_path, change):
+    """DVC removes a stage's outputs before it runs it; the datasets are persistent outputs, so a
+    rejected parameter leaves them as they were."""
+    work = tmp_path / "copy"
+    shutil.copytree(project, work, symlinks=True)
+    params_change(change)(work)
+    datasets = {k: v for k, v in state(work).items() if k.startswith("data/")}
+    env = {**os.environ, "PYTHONPATH": str(work), "WANDB_MODE": "offline", "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(["dvc", "repro"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "generate.tasks" in result.stdout + result.stderr
+    assert datasets and {k: v for k, v in state(work).items() if k.startswith("data/")} == datasets

@@ -26,11 +26,11 @@ GENERATE = generate_section(train_size=300)
 RUN = "lis_n5-linear-w16-s0"
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
+def start(args: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.Popen:
     # not the W&B service of this pytest process (WANDB_SERVICE, left by an in-process test's run):
     # a killed child's run would stay "in use" there, and its resumed segment could not continue it
     env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(ROOT),
-           "WANDB_MODE": "offline"}
+           "WANDB_MODE": "offline", **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -155,3 +155,72 @@ def test_temporary_files_of_a_killed_writer_are_removed_before_writing(tmp_path)
         path.write_text("x")
     remove_temporaries(tmp_path)
     assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
+# Two workers train four runs side by side; long enough to be stopped in the middle.
+POOL_TRAIN = train_section(sweep="pool", attentions=["standard", "linear"], widths=[16, 24], batch_size=32,
+                           max_steps=80, val_every=20, stop_at=1.0, val_generation=4, concurrency=2)
+POOL_RUNS = sorted(f"lis_n5-{a}-w{w}-s0" for a in ("standard", "linear") for w in (16, 24))
+
+
+def pool_project(path: Path, marker: str | None = None) -> tuple[Path, dict]:
+    path.mkdir()
+    (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": POOL_TRAIN}))
+    finish(start(["generate"], path))
+    return path, {"PIPELINE_TEST_MARK": marker} if marker else {}
+
+
+def marked(marker: str) -> list[int]:
+    """Processes whose environment carries `marker`: the stage, its workers and their W&B helpers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"PIPELINE_TEST_MARK={marker}".encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
+def none_left(marker: str, seconds: float = 5.0) -> list[int]:
+    end = time.monotonic() + seconds
+    while marked(marker) and time.monotonic() < end:
+        time.sleep(0.1)
+    return marked(marker)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, dict]:
+    path, _ = pool_project(tmp_path_factory.mktemp("pool") / "whole")
+    finish(start(["train"], path))
+    return {run: json.loads((path / "runs" / run / "train.json").read_text()) for run in POOL_RUNS}
+
+
+def started(path: Path, proc: subprocess.Popen) -> None:
+    """Both workers are training, and one run has a checkpoint to resume from."""
+    runs = path / "runs"
+    wait_for(lambda: len(list(runs.glob("*/resume.json"))) >= 2 and any(runs.glob("*/checkpoints/last.ckpt")), proc)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT", "SIGTERM"])
+def test_a_stopped_stage_leaves_nothing_running_and_resumes_exactly(tmp_path, uninterrupted, how):
+    import uuid
+
+    marker = uuid.uuid4().hex
+    path, env = pool_project(tmp_path / "cut", marker)
+    proc = start(["train"], path, env)
+    started(path, proc)
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, how))
+    out, err = proc.communicate(timeout=60)
+    if how != "SIGKILL":  # asked to stop: within seconds, naming every run it stopped or did not start
+        assert time.monotonic() - sent < 10 and proc.returncode == 130, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("interrupted: ") and last.endswith("run the stage again to resume them"), err
+        unfinished = [r for r in POOL_RUNS if not (path / "runs" / r / "train.json").exists()]
+        assert unfinished and sorted(r for r in POOL_RUNS if r in last) == unfinished, (last, unfinished)
+    assert none_left(marker) == [], "processes left behind"
+    finish(start(["train"], path))
+    for run in POOL_RUNS:
+        assert json.loads((path / "runs" / run / "train.json").read_text()) == uninterrupted[run], run

@@ -27,3 +27,24 @@ def gpu_workers(runs: int, largest_gib: float, device_gib: float, cap: int = RUN
     """Runs at once on one GPU: up to `cap`, and no more than fit in `MEMORY_SHARE` of its memory
     when every process trains the sweep's largest run."""
     return max(1, min(cap, runs, int(MEMORY_SHARE * device_gib // largest_gib)))
+
+
+BYTES_PER_PARAMETER = 16  # float32 weights and gradients, and AdamW's two moments
+
+
+def memory_gib(batch: int, length: int, width: int, layers: int, vocab: int) -> float:
+    """A run's training memory at least: its estimated peak activations and its weights, gradients
+    and optimiser state (about 12 width^2 parameters a layer, plus the embedding and the head)."""
+    parameters = layers * 12 * width * width + 2 * vocab * width
+    return peak_gib(batch, length, width, layers) + BYTES_PER_PARAMETER * parameters / 2**30
+
+
+def device_gib() -> tuple[str, float]:
+    """The training device and its memory: the first GPU's, else this machine's RAM."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0).total_memory / 2**30
+    return "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

@@ -28,8 +28,9 @@ def command(top: argparse.ArgumentParser, action: Callable[[argparse.Namespace],
     args = top.parse_args(argv)
     try:
         action(args)
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM in a stage (`runtime.interruptible`)
+        text = str(err).strip() or "interrupted"
+        print(f"{text}: run the same command again to resume" if "resume" not in text else text, file=sys.stderr)
         return 130
     except Exception as err:  # one line that names the problem; the traceback only with --debug
         if args.debug:

@@ -8,7 +8,10 @@ progress line during a long run every PROGRESS_EVERY seconds, in a terminal or a
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -48,14 +51,56 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
-def worker_setup(workers: int, gpu_slots=None) -> None:
-    """A pool process of a stage: on a host of several GPUs, one of them (`distributed.gpu_slots`);
-    quiet; and on the CPU its share of the cores (torch would take them all in every process, and
-    oversubscribed cores run several times slower)."""
-    import os
+class Interrupted(KeyboardInterrupt):
+    """The stage was asked to stop (SIGINT or SIGTERM): the runs in flight keep their last checkpoint,
+    no new run starts, and running the stage again resumes them."""
 
+
+STOPPING = False  # set once this process has been asked to stop
+
+
+def stopping() -> bool:
+    return STOPPING
+
+
+def _stop(signum, frame) -> None:
+    global STOPPING
+    if STOPPING:  # a second signal (Ctrl-C pressed twice, or forwarded): the first is being handled
+        return
+    STOPPING = True
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+def interruptible() -> None:
+    """SIGINT and SIGTERM both stop this process at its next Python step by raising `Interrupted`
+    (Lightning ends a training there); the process remembers it, so that it starts nothing new."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def die_with_parent(parent: int) -> None:
+    """On Linux, the kernel kills this process (SIGKILL) when the process that started it ends, however
+    it ended, SIGKILL included: a stage's workers never outlive it. (W&B's helper, started by a
+    worker, watches the worker's pid and ends with it.)"""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the line above took effect
+        os._exit(1)
+
+
+def worker_setup(workers: int, gpu_slots=None, parent: int | None = None) -> None:
+    """A pool process of a stage: dies with the stage (`die_with_parent`), stops on SIGINT and SIGTERM
+    (`interruptible`); on a host of several GPUs, one of them (`distributed.gpu_slots`); quiet; and on
+    the CPU its share of the cores (torch would take them all in every process, and oversubscribed
+    cores run several times slower)."""
     from .distributed import pin_gpu
 
+    if parent is not None:
+        die_with_parent(parent)
+    interruptible()
     pin_gpu(gpu_slots)  # before torch starts CUDA
     import torch
 
@@ -81,7 +126,30 @@ def stage_pool(workers: int, gpus: int):
 
     slots = gpu_slots(workers, gpus) if gpus > 1 else None
     return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=worker_setup,
-                               initargs=(workers, slots))
+                               initargs=(workers, slots, os.getpid()))
+
+
+def run_all(pool, fn, jobs: list[tuple], label, on_result=lambda job, result: result) -> list:
+    """`on_result(job, fn(*job))` for every job on `pool`, in order, as the results come. Interrupted
+    (the stage's own SIGINT or SIGTERM, or a worker's): every worker is told to stop (SIGINT: it ends
+    its run at the next step, keeping the last checkpoint), no job that has not started starts, and
+    `Interrupted` is raised once every worker is idle, naming the jobs (`label(job)`) that were
+    stopped or never started."""
+    futures = [pool.submit(fn, *job) for job in jobs]
+    try:
+        return [on_result(job, f.result()) for job, f in zip(jobs, futures)]
+    except KeyboardInterrupt:
+        global STOPPING
+        STOPPING = True
+        for process in list(getattr(pool, "_processes", {}).values()):  # the executor's own processes
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        pool.shutdown(wait=True, cancel_futures=True)
+        stopped = [label(j) for j, f in zip(jobs, futures) if f.cancelled() or not f.done() or f.exception()]
+        raise Interrupted(f"interrupted: {len(stopped)} of {len(jobs)} runs stopped or not started "
+                          f"({', '.join(stopped)}); run the stage again to resume them") from None
 
 
 class Progress(Callback):

@@ -25,7 +25,18 @@ from ..deps import code_hash
 from ..execution import cli
 from ..execution.capacity import RUNS_PER_GPU
 from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
-from ..execution.runtime import Progress, device, gpu_count, quiet, stage_pool, versions
+from ..execution.runtime import (
+    Interrupted,
+    Progress,
+    device,
+    gpu_count,
+    interruptible,
+    quiet,
+    run_all,
+    stage_pool,
+    stopping,
+    versions,
+)
 from ..execution.tracking import wandb_logger
 from ..layout import DATA, METRICS, PARAMS, RESULTS, RUNS, RUNTIME_EVALUATE, SWEEP, check_weights
 from ..params import EvaluateParams, Run, load_section
@@ -52,6 +63,8 @@ def derived(checkpoint: Path) -> dict:
 def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, meta: dict, runs: Path,
                  results: Path, runtime: Path, position: str = "") -> dict:
     """`meta`: the run's dataset's meta.json, already checked against its files."""
+    if stopping():  # asked to stop while this run waited: it is not evaluated now
+        raise Interrupted(f"evaluate: run {run_id} not evaluated")
     run = Run(**train["run"])
     ckpt = check_weights(runs / run_id, train)
     blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.grading(),
@@ -117,6 +130,7 @@ def summary(records: list[dict]) -> dict:
 def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, results: Path = RESULTS,
         runtime: Path = RUNTIME_EVALUATE, summary_path: Path = METRICS) -> None:
     params = load_section(params_path, "evaluate")
+    interruptible()  # SIGTERM as SIGINT: the stage stops promptly; evaluated runs are kept
     sweep = read_json(runs / SWEEP)
     if sweep is None:
         raise FileNotFoundError(f"no trained runs in {runs} ({runs / SWEEP} is missing): run the train stage first")
@@ -143,7 +157,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
         records = [_report(evaluate_run(*job)) for job in jobs]
     else:  # several processes share the GPUs: small models' generation is bound by kernel launches
         with stage_pool(workers, gpus) as pool:  # every GPU of the host, each process on one
-            records = [_report(r) for r in pool.map(evaluate_run, *zip(*jobs))]
+            records = run_all(pool, evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result))
     wanted = {f"{run_id}.json" for run_id in trains}
     for folder in (results, runtime):  # results of runs that left the sweep (their runs stay in runs/)
         for stale in folder.glob("*.json"):

@@ -30,7 +30,18 @@ from ..execution import cli
 from ..execution.capacity import gpu_workers, peak_gib
 from ..execution.distributed import Group, distributed, launch
 from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
-from ..execution.runtime import Progress, SegmentClock, gpu_count, quiet, runtime_info, stage_pool
+from ..execution.runtime import (
+    Interrupted,
+    Progress,
+    SegmentClock,
+    gpu_count,
+    interruptible,
+    quiet,
+    run_all,
+    runtime_info,
+    stage_pool,
+    stopping,
+)
 from ..execution.tracking import wandb_logger
 from ..layout import DATA, PARAMS, RUNS, RUNTIME_TRAIN, SWEEP, check_weights
 from ..params import ParamError, Run, TrainParams, load_section
@@ -108,7 +119,18 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
               position: str = "", group=None) -> dict:
     """Train (or reuse) one run. `group`: this process's place in a DDP training, where rank 0 plans
     and records and every process trains."""
-    from ..training import fit
+    from ..training import fit as fit_run
+
+    def fit(*args, **kwargs) -> dict:
+        try:
+            return fit_run(*args, **kwargs)
+        except SystemExit:  # how Lightning ends a training it stopped for a KeyboardInterrupt
+            if stopping():
+                raise Interrupted(f"train: run {run.id} stopped; its last checkpoint is kept") from None
+            raise
+
+    if stopping():  # asked to stop while this run waited: it does not start
+        raise Interrupted(f"train: run {run.id} not started")
 
     folder = data / run.dataset
     meta = read_meta(folder)  # checked against its checksums by `run` before any training
@@ -171,6 +193,19 @@ def _tokens_per_s(folder: Path, steps: int, batch_size: int, seconds: float) -> 
     return steps * batch_size * mean_len / seconds if seconds > 0 else 0.0
 
 
+def check_fits(params: TrainParams, lengths: dict[str, int], vocab: dict[str, int], where: Path) -> None:
+    """Every width fits the training device's memory, before anything is allocated: a width that
+    cannot is a parameter error that names its field."""
+    from ..execution.capacity import device_gib, memory_gib
+
+    name, available = device_gib()
+    for i, width in enumerate(params.widths):
+        need = max(memory_gib(params.batch_size, lengths[d], width, params.layers, vocab[d]) for d in params.datasets)
+        if need > available:
+            raise ParamError(f"{where}: train.widths[{i}]: width {width} needs about {need:,.0f} GiB to train, more "
+                             f"than the {available:,.0f} GiB of {name}")
+
+
 def shard_of(runs: list[Run], shard: tuple[int, int] | None) -> list[Run]:
     """Shard (i, n) of a sweep: every n-th run from the i-th (0-based), so that n job-array tasks
     each train their own runs; None: all of them."""
@@ -193,6 +228,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
     """`shard` (i, n): train only that share of the sweep (one task of a job array), and leave
     runs/sweep.json alone: the sweep is recorded by a `dvc repro` once every shard has finished."""
     params = load_section(params_path, "train")  # every bad value fails here, before any training
+    interruptible()  # SIGTERM as SIGINT: every run in flight stops at its next step, resumable
     try:
         check_attention(params)
     except ParamError as err:
@@ -207,6 +243,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         if meta["splits"]["train"]["count"] < params.batch_size:
             raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
                              f"split of {name} ({meta['splits']['train']['count']} samples)")
+    check_fits(params, lengths, {name: len(read_meta(data / name)["vocab"]) for name in params.datasets}, params_path)
     todo = shard_of(params.runs, shard)
     if not todo:
         say(f"train: shard {shard[0]}/{shard[1]} has no runs (the sweep has {len(params.runs)})")
@@ -249,9 +286,8 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         results = [_report(p, train_run(r, params, data, runs, runtime, p, group), rank) for r, p in zip(todo, where)]
     else:  # several processes share the GPUs (each pinned to one); each trains its runs one after the other
         with stage_pool(workers, gpus) as pool:
-            n = len(todo)
-            results = [_report(p, r) for p, r in zip(where, pool.map(
-                train_run, todo, [params] * n, [data] * n, [runs] * n, [runtime] * n, where))]
+            results = run_all(pool, train_run, [(r, params, data, runs, runtime, p) for r, p in zip(todo, where)],
+                              lambda job: job[0].id, lambda job, result: _report(job[5], result))
     if group is not None:
         group.close()
         if rank:
