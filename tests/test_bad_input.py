@@ -82,6 +82,15 @@ def meta_change(change):
     return apply
 
 
+def json_change(rel: str, change):
+    """Rewrite the JSON file `rel` with `change` applied: well-formed JSON, wrong contents."""
+    def apply(work: Path) -> None:
+        data = json.loads((work / rel).read_text())
+        change(data)
+        (work / rel).write_text(json.dumps(data))
+    return apply
+
+
 def remove(rel: str):
     def apply(work: Path) -> None:
         path = work / rel
@@ -104,6 +113,7 @@ def shuffled_array(work: Path) -> None:
 
 
 CKPT = f"runs/{RUN}/model.ckpt"
+RESULT = f"results/{RUN}.json"
 TOKENS = "data/datasets/lis_n5/train_tokens.npy"
 CASES = {
     "huge width": (params_change(lambda p: p["train"].update(widths=[262144])), ["train"],
@@ -119,7 +129,7 @@ CASES = {
     "deleted meta.json": (remove("data/datasets/lis_n5/meta.json"), ["train"],
                           ["data/datasets/lis_n5/meta.json: missing"]),
     "meta.json not JSON": (write("data/datasets/lis_n5/meta.json", b"{oops"), ["evaluate"],
-                           ["meta.json: not valid JSON"]),
+                           ["meta.json: cannot be read"]),
     "deleted array": (remove("data/datasets/lis_n5/val_lengths.npy"), ["train"], ["val_lengths.npy: missing"]),
     "report.md is a folder": (make_folder("reports/report.md"), ["report"],
                               ["reports/report.md", "exists and is not a file"]),
@@ -138,6 +148,33 @@ CASES = {
     "evaluate batch size 0": (params_change(lambda p: p["evaluate"].update(batch_size=0)), ["evaluate"],
                               ["evaluate.batch_size", ">= 1"]),
     "missing sweep list": (remove("runs/sweep.json"), ["evaluate"], ["runs/sweep.json is missing"]),
+    # well-formed JSON that is not what the pipeline wrote: the file and the field, nothing rewritten
+    "results: accuracy a string": (json_change(RESULT, lambda r: r.update(graded_acc="0.9")), ["report"],
+                                   [f"{RESULT}: graded_acc: input should be a valid number"]),
+    "results: accuracy above 1": (json_change(RESULT, lambda r: r.update(exact_match=1.5)), ["report"],
+                                  [f"{RESULT}: exact_match: input should be less than or equal to 1"]),
+    "results: no width": (json_change(RESULT, lambda r: r.pop("width")), ["report"],
+                          [f"{RESULT}: width: field required"]),
+    "results: unknown status": (json_change(RESULT, lambda r: r.update(status="done")), ["report"],
+                                [f"{RESULT}: status: input should be 'finished' or 'failed'"]),
+    "results read back by evaluate": (json_change(RESULT, lambda r: r.update(graded_acc=[1])), ["evaluate"],
+                                      [f"{RESULT}: graded_acc"]),
+    "train.json: steps a string": (json_change(f"runs/{RUN}/train.json", lambda r: r.update(steps="6")), ["evaluate"],
+                                   [f"runs/{RUN}/train.json: steps: input should be a valid integer"]),
+    "train.json: bad checksum": (json_change(f"runs/{RUN}/train.json", lambda r: r.update(checkpoint_sha256="xyz")),
+                                 ["train"], [f"runs/{RUN}/train.json: checkpoint_sha256"]),
+    "train.json: run without width": (json_change(f"runs/{RUN}/train.json", lambda r: r["run"].pop("width")),
+                                      ["evaluate"], [f"runs/{RUN}/train.json: run.width: field required"]),
+    "runtime record: negative seconds": (json_change(f"runtime/train/{RUN}.json", lambda r: r.update(train_seconds=-1)),
+                                         ["report"], [f"runtime/train/{RUN}.json: train_seconds"]),
+    "runtime record: a list": (write(f"runtime/train/{RUN}.json", b"[1, 2]"), ["report"],
+                               [f"runtime/train/{RUN}.json: not a JSON object"]),
+    "meta.json: count a string": (meta_change(lambda m: m["splits"]["train"].update(count="200")), ["train"],
+                                  ["meta.json: splits.train.count: input should be a valid integer"]),
+    "meta.json: vocabulary not a list": (meta_change(lambda m: m.update(vocab="abc")), ["evaluate"],
+                                         ["meta.json: vocab: input should be a valid list"]),
+    "sweep.json: runs not a list": (json_change("runs/sweep.json", lambda s: s.update(runs="all")), ["evaluate"],
+                                    ["runs/sweep.json: runs: input should be a valid list"]),
 }
 
 

@@ -125,6 +125,11 @@ def test_dvc_repro_runs_the_whole_pipeline_then_nothing(project):
     for path in outputs:
         if path.is_file():
             assert str(work).encode() not in path.read_bytes() and b"/tmp/" not in path.read_bytes(), path
+    # `dvc plots show` draws the figures as images: a page that needs no network, its folder ignored by git
+    run(["dvc", "plots", "show"], work)
+    page = (work / "dvc_plots" / "index.html").read_text()
+    assert page.count("<img") >= 3 and "http" not in page and "<script src" not in page
+    assert "dvc_plots" not in run(["git", "status", "--porcelain"], work)
     commit(work, "first sweep")
 
 

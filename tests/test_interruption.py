@@ -164,9 +164,14 @@ POOL_RUNS = sorted(f"lis_n5-{a}-w{w}-s0" for a in ("standard", "linear") for w i
 
 
 def pool_project(path: Path, marker: str | None = None) -> tuple[Path, dict]:
+    from pipeline.generation import tasks_of, write_dataset
+    from pipeline.params import GenerateParams
+
     path.mkdir()
     (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": POOL_TRAIN}))
-    finish(start(["generate"], path))
+    spec = GenerateParams.parse(GENERATE)
+    for dataset, task in tasks_of(spec):  # in this process: the generate stage's own files, without its start-up
+        write_dataset(task, spec.sizes, spec.seed, path / "data" / "datasets" / dataset.name)
     return path, {"PIPELINE_TEST_MARK": marker} if marker else {}
 
 

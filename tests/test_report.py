@@ -127,9 +127,15 @@ def test_report_stage_end_to_end_without_torch(tmp_path):
     for i, r in enumerate(known_grid().records + [record(task="lis", n=4, width=16, acc=0.99), failed]):
         r = {"run": f"run{i}", **r}
         seconds = r.pop("train_seconds")
+        # every field the evaluate stage writes (the stage checks them on reading)
+        r = {"evaluation_key": "hand", "reason": None, "status": "finished", "steps": 10, "best_step": 10,
+             "best_val_acc": r["graded_acc"], "stopped_early": False, "token_acc": r["graded_acc"],
+             "answer_samples": 8, "params": 1000, **r, "flops_per_sequence": int(r["flops_per_sequence"]),
+             "flops_by_part": {"total": int(r["flops_per_sequence"])}}
         (results / f"{r['run']}.json").write_text(json.dumps(r))
-        (runtime / f"{r['run']}.json").write_text(json.dumps({"run": r["run"], "train_seconds": seconds,
-                                                             "device": "cpu", "sweep": "hand"}))
+        (runtime / f"{r['run']}.json").write_text(json.dumps({
+            "run": r["run"], "train_seconds": seconds, "segments": [seconds], "peak_gpu_gib": None, "device": "cpu",
+            "git_rev": None, "versions": {"torch": "none"}, "sweep": "hand"}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"report": {"thresholds": [0.9, 0.99]}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
     result = subprocess.run([sys.executable, "-c", BLOCK_TORCH], cwd=tmp_path, env=env,

@@ -188,6 +188,16 @@ def test_bad_training_input_fails_before_training(dataset, tmp_path, change, nee
     assert not (work / "runs").exists() and not (work / "wandb").exists() and not (work / "runtime").exists()
 
 
+def test_a_run_whose_train_json_was_deleted_is_trained_again_with_a_notice(dataset, tmp_path, capsys):
+    run = Run("lis_n5", "standard", 16, 0)
+    train_stage.train_run(run, params(max_steps=10, val_every=5), dataset, tmp_path / "runs", tmp_path / "rt")
+    (tmp_path / "runs" / run.id / "train.json").unlink()
+    capsys.readouterr()
+    train_stage.train_run(run, params(max_steps=10, val_every=5), dataset, tmp_path / "runs", tmp_path / "rt")
+    assert "trained weights without their train.json" in capsys.readouterr().err
+    assert (tmp_path / "runs" / run.id / "train.json").exists()
+
+
 def test_evaluate_without_training_fails_clearly(tmp_path):
     evaluate = {"batch_size": 8, "generation_samples": 4, "concurrency": 1}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": evaluate}))

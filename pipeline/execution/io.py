@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..records import CorruptFile  # one class for every damaged file the pipeline reads
+
 
 class OutputError(OSError):
     """An output path cannot be written."""
@@ -65,10 +67,6 @@ def write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-class CorruptFile(ValueError):
-    """A file this project wrote cannot be read back."""
 
 
 def read_json(path: Path) -> dict | None:

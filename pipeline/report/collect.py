@@ -13,6 +13,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..records import Results, check
+
 TASKS = ("arithmetic", "ed", "lis", "ed_local")
 TITLES = {"arithmetic": "Arithmetic", "ed": "ED", "lis": "LIS", "ed_local": "ED_Local"}
 
@@ -59,7 +61,6 @@ def _finite(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-REQUIRED = ("task", "n", "attention", "width", "seed", "seq_len", "graded_acc")
 
 
 def load_metrics(folder: Path) -> list[dict]:
@@ -70,12 +71,7 @@ def load_metrics(folder: Path) -> list[dict]:
             record = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: cannot be read ({err})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: not a run's results (not a JSON object)")
-        missing = [k for k in REQUIRED if k not in record]
-        if missing:
-            raise ValueError(f"{path}: not a run's metrics (missing {', '.join(missing)})")
-        records.append(record)
+        records.append(check(record, Results, path))  # every field as the evaluate stage writes it
     return records
 
 

@@ -80,25 +80,40 @@ def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], threshol
                     if not pts:
                         continue
                     xs, ys = [p["L"] for p in pts], [p[key] for p in pts]
-                    slope = fit_power_law(xs, ys)
+                    slope = fit_power_law(xs, ys)  # None below two sizes: a single point has no slope
                     label = f"{attention} {100 * threshold:g}%" + (f" (slope {slope:.2f})" if slope is not None else "")
-                    axes[row][c].loglog(xs, ys, styles[k % len(styles)], marker="o", color=colour, label=label)
+                    axes[row][c].loglog(xs, ys, styles[k % len(styles)] if slope is not None else "none",
+                                        marker="o", color=colour, label=label)
         for row, (_, name) in enumerate(measures):
             ax = axes[row][c]
             ax.set_xlabel("sequence length L")
             ax.set_ylabel(name)
             ax.set_title(f"{TITLES.get(task, task)}: {name}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
-            if ax.lines:  # ticks at the task's sequence lengths, written plainly
-                ax.set_xticks(sorted(grid.seq_len[task, n] for n in grid.sizes(task)))
+            if ax.lines:  # ticks at the task's sequence lengths, written plainly, on at least a decade
+                lengths = sorted(grid.seq_len[task, n] for n in grid.sizes(task))
+                ax.set_xlim(*at_least_a_decade(lengths[0] / 1.2, lengths[-1] * 1.2))
+                ax.set_xticks(lengths)
+                ax.tick_params(axis="x", labelrotation=45, labelsize=7)
                 ax.xaxis.set_major_formatter(ScalarFormatter())
                 ax.xaxis.set_minor_formatter(NullFormatter())
+                values = [y for line in ax.lines for y in line.get_ydata()]
+                ax.set_ylim(*at_least_a_decade(min(values) / 1.5, max(values) * 1.5))
             if ax.lines:
                 ax.legend(fontsize=6)
             else:
                 ax.text(0.5, 0.5, "no model reached\nthe threshold", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle("Smallest model reaching the threshold: compute against problem size")
     return fig
+
+
+def at_least_a_decade(low: float, high: float) -> tuple[float, float]:
+    """Log-axis limits around [low, high] spanning at least a factor of 10, so that a small difference
+    is not stretched over the whole height."""
+    if high / low >= 10:
+        return low, high
+    middle = (low * high) ** 0.5
+    return middle / 10**0.5, middle * 10**0.5
 
 
 def save(fig: Figure, path) -> None:

@@ -24,7 +24,7 @@ from ..data import DataError, verify
 from ..deps import code_hash
 from ..execution import cli
 from ..execution.capacity import RUNS_PER_GPU
-from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
+from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
     Interrupted,
     Progress,
@@ -40,6 +40,7 @@ from ..execution.runtime import (
 from ..execution.tracking import wandb_logger
 from ..layout import DATA, METRICS, PARAMS, RESULTS, RUNS, RUNTIME_EVALUATE, SWEEP, check_weights
 from ..params import EvaluateParams, Run, load_section
+from ..records import Meta, Results, Sweep, TrainRecord, load
 
 RESULTS_VERSION = 3  # bump when the fields of a results file change
 
@@ -71,7 +72,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
                        "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     out = results / f"{run_id}.json"
-    old = read_json(out)
+    old = load(out, Results)
     identity = {"run": run.id, "task": train["task"], "n": train["n"], "attention": run.attention,
                 "width": run.width, "seed": run.seed, "seq_len": train["max_len"]}
     training = {k: train[k] for k in ("status", "reason", "steps", "best_step", "best_val_acc", "stopped_early")}
@@ -131,17 +132,20 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
         runtime: Path = RUNTIME_EVALUATE, summary_path: Path = METRICS) -> None:
     params = load_section(params_path, "evaluate")
     interruptible()  # SIGTERM as SIGINT: the stage stops promptly; evaluated runs are kept
-    sweep = read_json(runs / SWEEP)
+    sweep = load(runs / SWEEP, Sweep)
     if sweep is None:
         raise FileNotFoundError(f"no trained runs in {runs} ({runs / SWEEP} is missing): run the train stage first")
     trains = {}
     for run_id in sweep["runs"]:
-        train = read_json(runs / run_id / "train.json")
+        train = load(runs / run_id / "train.json", TrainRecord)
         if train is None:
             raise DataError(f"{runs / run_id / 'train.json'}: missing, though {runs / SWEEP} lists the run "
                             "(run the train stage)")
         trains[run_id] = {**train, "sweep": sweep["sweep"]}
-    metas = {dataset: verify(data / dataset) for dataset in sorted({t["run"]["dataset"] for t in trains.values()})}
+    datasets = sorted({t["run"]["dataset"] for t in trains.values()})
+    for dataset in datasets:  # its fields, before anything reads them
+        load(data / dataset / "meta.json", Meta)
+    metas = {dataset: verify(data / dataset) for dataset in datasets}
     check_writable(results)
     check_writable(runtime)
     remove_temporaries(results)  # what a killed earlier attempt was writing

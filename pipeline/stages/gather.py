@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 
 from ..data import DataError, sha256
-from ..execution.io import check_writable, read_json, say, write_text
+from ..execution.io import check_writable, say, write_text
 from ..layout import RECORDS, RUNS
+from ..records import CorruptFile, TrainRecord, check, load
 
 
 def gather(revisions: list[str], repo: Path = Path("."), runs: Path = RUNS) -> dict[str, list[str]]:
@@ -41,8 +42,12 @@ def gather(revisions: list[str], repo: Path = Path("."), runs: Path = RUNS) -> d
             theirs_path = f"{runs}/{name}/train.json"
             if not fs.isfile(theirs_path):  # sweep.json, or a run that was not finished there
                 continue
-            theirs = json.loads(fs.read_text(theirs_path))
-            mine = read_json(runs / name / "train.json")
+            try:
+                theirs = check(json.loads(fs.read_text(theirs_path)), TrainRecord, f"{rev}:{theirs_path}")
+            except ValueError as err:
+                raise CorruptFile(f"{rev}:{theirs_path}: cannot be read ({err})") if not isinstance(
+                    err, CorruptFile) else err from None
+            mine = load(runs / name / "train.json", TrainRecord)
             if mine is not None:
                 same = mine.get("key") == theirs.get("key")
                 done["already" if same else "kept"].append(name)

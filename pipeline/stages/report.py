@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 from ..execution import cli
-from ..execution.io import check_file_target, check_writable, read_json, remove_temporaries, say, write_text
+from ..execution.io import check_file_target, check_writable, remove_temporaries, say, write_text
 from ..execution.tracking import wandb_options
 from ..layout import PARAMS, REPORTS, RESULTS, RUNTIME_TRAIN
 from ..params import ReportParams, load_section
+from ..records import TrainRuntime, load
 from ..report.collect import Grid, compute_curve, load_metrics
 from ..report.figures import compute_figure, heatmap, heatmap_panel, save
 from ..report.markdown import report, runtime_report
@@ -102,7 +103,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     records = load_metrics(results) if results.is_dir() else []
     if not records:
         raise FileNotFoundError(f"no results in {results}: run the evaluate stage first")
-    timings = {r["run"]: read_json(runtime / f"{r['run']}.json") or {} for r in records}
+    timings = {r["run"]: load(runtime / f"{r['run']}.json", TrainRuntime) or {} for r in records}
     for target in (out / "report.md", out / "plots" / "min_width.csv", out / "runtime" / "report.md"):
         check_file_target(target)  # before anything is drawn or written
     for folder in (out, out / "figures", out / "plots", out / "runtime"):

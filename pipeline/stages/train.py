@@ -29,7 +29,7 @@ from ..deps import code_hash
 from ..execution import cli
 from ..execution.capacity import gpu_workers, peak_gib
 from ..execution.distributed import Group, distributed, launch
-from ..execution.io import check_writable, read_json, remove_temporaries, say, write_json
+from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
     Interrupted,
     Progress,
@@ -45,6 +45,7 @@ from ..execution.runtime import (
 from ..execution.tracking import wandb_logger
 from ..layout import DATA, PARAMS, RUNS, RUNTIME_TRAIN, SWEEP, check_weights
 from ..params import ParamError, Run, TrainParams, load_section
+from ..records import Meta, Resume, TrainRecord, load
 
 DATASET_KEYS = ("task", "n", "options", "seed", "generator_version", "max_len", "sha256")
 
@@ -85,7 +86,7 @@ def _tidy(out: Path) -> None:
 
 def _finished(out: Path, key: str) -> dict | None:
     """The finished run's record if it matches `key`; its weights must match the recorded checksum."""
-    record = read_json(out / "train.json")
+    record = load(out / "train.json", TrainRecord)
     if record is None or record.get("key") != key:
         return None
     check_weights(out, record)
@@ -99,12 +100,14 @@ def _plan(out: Path, key: str) -> dict:
     record = _finished(out, key)
     if record is not None:
         return {"record": record}
-    state = read_json(out / "resume.json")
+    state = load(out / "resume.json", Resume)
     last = out / "checkpoints" / "last.ckpt"
     if state and state.get("key") == key:  # an interrupted attempt: its time and W&B run carry on
         resume = last if last.is_file() else None
     else:  # a new run, or its settings changed: start over
         resume, state = None, None
+        if (out / "model.ckpt").exists() and not (out / "train.json").exists():
+            say(f"train: {out}: trained weights without their train.json (deleted?): training the run again")
         if out.exists():
             shutil.rmtree(out)
     created = not out.exists()
@@ -238,6 +241,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         if not (data / name).exists():
             raise DataError(f"{params_path}: train.datasets: dataset {name!r} not found in {data} "
                             "(is it in generate.tasks?)")
+        load(data / name / "meta.json", Meta)  # its fields, before anything reads them
         meta = verify(data / name)
         lengths[name] = meta["max_len"]
         if meta["splits"]["train"]["count"] < params.batch_size:

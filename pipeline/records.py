@@ -1,0 +1,161 @@
+"""What each file the pipeline writes and later reads back must hold, checked on every read: a file
+that is not what the pipeline wrote (not JSON, a missing field, a wrong type, a value out of range)
+is one error that names the file and the field, and nothing is computed from it.
+
+pydantic does the checking (types, ranges, nested fields, one message per problem); the models
+allow fields beyond those listed, so that a newer writer's extra field is no error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+Seconds = Annotated[float, Field(ge=0.0)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class CorruptFile(ValueError):
+    """A file the pipeline wrote is damaged; the message names the file and the field."""
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class RunSpec(Record):
+    dataset: str
+    attention: str
+    width: Positive
+    seed: Count
+
+
+class TrainRecord(Record):
+    """runs/<run>/train.json: a finished training."""
+    key: str
+    run: RunSpec
+    task: str
+    n: Count
+    max_len: Positive
+    status: Literal["finished", "diverged"]
+    reason: str | None
+    steps: Count
+    best_step: Count | None
+    best_val_acc: Fraction | None
+    stopped_early: bool
+    checkpoint_sha256: Sha256
+
+
+class Resume(Record):
+    """runs/<run>/resume.json: an unfinished training's key, W&B id and time so far."""
+    key: str
+    wandb_id: str
+    segments: list[Seconds]
+    peak_gpu_gib: Seconds | None = None
+
+
+class Sweep(Record):
+    """runs/sweep.json: the runs of the current sweep."""
+    sweep: str
+    runs: list[str]
+
+
+class Results(Record):
+    """results/<run>.json: what a run achieved and costs."""
+    evaluation_key: str
+    run: str
+    task: str
+    n: Count
+    attention: str
+    width: Positive
+    seed: Count
+    seq_len: Positive
+    status: Literal["finished", "failed"]
+    reason: str | None
+    steps: Count
+    best_step: Count | None
+    best_val_acc: Fraction | None
+    stopped_early: bool
+    exact_match: Fraction | None
+    answer_acc: Fraction | None
+    token_acc: Fraction | None
+    graded_acc: Fraction | None
+    answer_samples: Count | None
+    params: Positive
+    flops_per_sequence: Positive
+    flops_by_part: dict[str, Count]
+
+
+class TrainRuntime(Record):
+    """runtime/train/<run>.json: the machine's and the moment's part of a training."""
+    run: str
+    train_seconds: Seconds
+    segments: list[Seconds]
+    peak_gpu_gib: Seconds | None
+    device: str
+    git_rev: str | None
+    versions: dict[str, str]
+    devices: Positive = 1
+    train_tokens_per_s: Seconds | None = None
+
+
+class EvaluateRuntime(Record):
+    """runtime/evaluate/<run>.json."""
+    run: str
+    eval_seconds: Seconds
+    device: str
+    versions: dict[str, str]
+
+
+class Split(Record):
+    count: Count
+    max_length: Positive
+
+
+class Meta(Record):
+    """data/datasets/<dataset>/meta.json: what a dataset is, and the checksum of each of its files."""
+    task: str
+    n: Count
+    options: dict
+    seed: Count
+    generator_version: Positive
+    vocab: list[str]
+    separator: str
+    unique_chain: bool
+    max_len: Positive
+    dtype: Literal["uint8", "uint16", "int32"]
+    splits: dict[Literal["train", "val", "test"], Split]
+    sha256: dict[str, Sha256]
+
+
+def check(data, model: type[Record], path: Path | str) -> dict:
+    """`data` (parsed JSON) as `model` says, or `CorruptFile` naming `path` and the first bad field."""
+    if not isinstance(data, dict):
+        raise CorruptFile(f"{path}: not a JSON object; delete it to let the stage write it again")
+    try:
+        model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(the whole file)"
+        got = f", got {first['input']!r}" if first["type"] != "missing" else ""
+        raise CorruptFile(f"{path}: {field}: {first['msg'].lower()}{got} (not what the pipeline writes; "
+                          f"delete it to let the stage write it again)") from None
+    return data
+
+
+def load(path: Path, model: type[Record]) -> dict | None:
+    """The checked contents of `path`, or None if it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptFile(f"{path}: cannot be read ({err}); delete it to let the stage write it again") from None
+    return check(data, model, path)
