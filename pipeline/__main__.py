@@ -56,6 +56,16 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--caps", type=int, nargs="+", help="caps on sequences per run to price (default: the "
                                                         "profile's max_steps x batch_size)")
     ph.add_argument("--out", type=Path, help="also write the prediction as JSON here")
+    gs = sub.add_parser("grid-status", help="where the paper's grid stands: cells trained, implied by the width "
+                                            "search, failed and missing per figure, GPU-hours spent and left")
+    which = gs.add_mutually_exclusive_group()
+    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
+    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    gs.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="landed cells (default: %(default)s)")
+    gs.add_argument("--json", action="store_true", help="print the status as JSON")
+    la = sub.add_parser("land", help="put the cells a GPU shard trained (its shard JSON files) into reports/paper/runs")
+    la.add_argument("files", type=Path, nargs="+", help="shard files: {\"runs\": [landed records]}")
+    la.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="default: %(default)s")
     pa = sub.add_parser("params", help="write the composed parameters of a profile (conf/profile/NAME.yaml over "
                                         "the defaults) to params.yaml")
     pa.add_argument("--profile", help="a profile of conf/profile/ (default: the defaults)")
@@ -80,6 +90,22 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
             hours.main(params, args.bench, args.caps, args.out)
+    elif args.command == "grid-status":
+        import json
+        import tempfile
+
+        from . import grid, hours
+
+        with tempfile.TemporaryDirectory() as tmp:
+            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            prediction = hours.predict(params, hours.load_records(list(hours.DEFAULT_BENCH)))
+            state = grid.status(params, args.runs, next(iter(prediction["caps"].values()))["per_run"])
+        print(json.dumps(state, indent=1) if args.json else grid.table(state))
+    elif args.command == "land":
+        from . import grid
+
+        for path in grid.land(args.files, args.runs):
+            print(f"landed {path}")
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

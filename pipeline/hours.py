@@ -76,6 +76,7 @@ def predict(params: Path, records: list[dict], caps: list[int] | None = None) ->
         # Figure 2 shows ED_Local for the efficient models only
         figures = [x for x in runs if not (x["dataset"].startswith("ed_local") and x["attention"] == "standard")]
         out["caps"][str(cap)] = {
+            "per_run": {x["run"]: round(x["seconds"], 1) for x in runs},
             "runs": len(runs), "hours": sum(x["seconds"] for x in runs) / 3600,
             "figures_1_to_3_hours": sum(x["seconds"] for x in figures) / 3600,
             "figure_3_hours": sum(x["seconds"] for x in figure3) / 3600, "figure_3_runs": len(figure3),

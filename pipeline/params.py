@@ -290,15 +290,18 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class ReportParams:
     thresholds: list[float]  # accuracies for the minimal-width tables and compute curves
+    budgets: list[int] = field(default_factory=list)  # training sequences at which to read the curves
 
     @classmethod
     def parse(cls, section, where: str = "report") -> ReportParams:
         section = _mapping(section, where)
-        _only(section, {"thresholds"}, where)
+        _only(section, {"thresholds", "budgets"}, where)
         if "thresholds" not in section:
             raise ParamError(f"{where}.thresholds: missing")
+        budgets = (_list(section["budgets"], f"{where}.budgets", lambda v, w: _int(v, w, 1))
+                   if "budgets" in section else [])
         return cls(_list(section["thresholds"], f"{where}.thresholds",
-                         lambda v, w: _number(v, w, 0.0, 1.0, low_open=True)))
+                         lambda v, w: _number(v, w, 0.0, 1.0, low_open=True)), budgets)
 
 
 def load_section(path: Path, name: str):

@@ -36,6 +36,13 @@ class RunSpec(Record):
     seed: Count
 
 
+class CurvePoint(Record):
+    step: Count
+    sequences: Count
+    acc: Fraction | None = None
+    loss: float | None = None
+
+
 class TrainRecord(Record):
     """runs/<run>/train.json: a finished training."""
     key: str
@@ -50,6 +57,7 @@ class TrainRecord(Record):
     best_val_acc: Fraction | None
     stopped_early: bool
     checkpoint_sha256: Sha256
+    curve: list[CurvePoint] | None = None  # validations against sequences seen (absent in older runs)
 
 
 class Resume(Record):
@@ -90,6 +98,19 @@ class Results(Record):
     params: Positive
     flops_per_sequence: Positive
     flops_by_part: dict[str, Count]
+    curve: list[CurvePoint] | None = None
+
+
+class Landed(Results):
+    """reports/paper/runs/<run>.json: a cell of the paper's grid trained and evaluated on a GPU, with
+    what it cost and how it was made."""
+    train_seconds: Seconds
+    eval_seconds: Seconds
+    peak_gpu_gib: Seconds | None
+    device: str
+    git_rev: str | None
+    versions: dict[str, str]
+    command: str
 
 
 class TrainRuntime(Record):

@@ -185,3 +185,29 @@ def test_runtime_report_names_the_largest_peak_gpu_memory():
     assert "peak GPU memory of a run: 12.25 GiB at most (large; 2 of 3 runs" in runtime_report(gpu, [0.9], {}, about)
     cpu = Grid([record(width=16, run="small")])
     assert "peak GPU memory of a run: not recorded" in runtime_report(cpu, [0.9], {}, about)
+
+
+def curve(*points: tuple[float, float]) -> list[dict]:
+    """(millions of sequences, accuracy) pairs as a run's validation curve."""
+    return [{"step": int(s * 1e6) // 512, "sequences": int(s * 1e6), "acc": a} for s, a in points]
+
+
+def test_the_budget_table_reads_the_smallest_width_off_the_curves():
+    from pipeline.report.collect import reached_within
+    from pipeline.report.markdown import budget_table
+
+    late = curve((2, 0.01), (8, 0.01), (20, 0.95), (24, 0.99))  # w16: learns after 8M
+    early = curve((2, 0.5), (4, 0.95))  # w32: learns by 4M, and stops there
+    short = curve((2, 0.01), (8, 0.01))  # a run that ended at 8M without learning
+    assert reached_within({"curve": late}, 0.9, 8_000_000) is False
+    assert reached_within({"curve": late}, 0.9, 32_000_000) is True
+    assert reached_within({"curve": short}, 0.9, 32_000_000) is None  # cannot tell beyond where it ended
+    assert reached_within({}, 0.9, 1) is None  # no curve
+    grid = Grid([record(width=16, acc=0.99, curve=late), record(width=32, acc=0.99, curve=early),
+                 record(attention="linear", width=16, acc=0.01, curve=short),
+                 record(attention="linear", width=32, acc=0.95, curve=early)])
+    assert [grid.min_width_within("ed", "standard", 4, 0.9, b) for b in (2e6, 8e6, 32e6)] == ["none", "32", "16"]
+    assert [grid.min_width_within("ed", "linear", 4, 0.9, b) for b in (2e6, 8e6, 32e6)] == ["none", "32", "<=32"]
+    table = budget_table(grid, 0.9, [2_000_000, 8_000_000, 32_000_000])
+    assert "| standard | 2M | none |" in table and "|  | 32M | 16 |" in table
+    assert "- ED n=4, standard: none at 2M, 16 at 32M" in table

@@ -378,3 +378,11 @@ def test_the_segment_clock_keeps_the_largest_peak_gpu_memory_of_every_segment(tm
     allocated["now"] = 7.5 * 2**30
     clock.tick(force=True)
     assert json.loads((tmp_path / "resume.json").read_text())["peak_gpu_gib"] == 7.5
+
+
+def test_a_run_records_its_validation_curve(dataset, tmp_path):
+    run = Run("lis_n5", "standard", 16, 0)
+    train_stage.train_run(run, params(max_steps=10, val_every=5), dataset, tmp_path / "runs", tmp_path / "rt")
+    record = json.loads((tmp_path / "runs" / run.id / "train.json").read_text())
+    assert [p["sequences"] for p in record["curve"]] == [5 * 32, 10 * 32]
+    assert max(p["acc"] for p in record["curve"]) == pytest.approx(record["best_val_acc"])

@@ -122,8 +122,36 @@ class Grid:
                 return width
         return None
 
+    def min_width_within(self, task: str, attention: str, n: int, threshold: float, budget: int) -> str:
+        """The smallest width whose every run reached the threshold within `budget` sequences, read off
+        the validation curves: "64"; "<=64" where a narrower width cannot tell (see `reached_within`);
+        "none" where every width's curves show it did not; "?" where none did and some cannot tell."""
+        unsure = False
+        for width in self.widths(task):
+            cell = self.cell(task, attention, n, width)
+            if cell is None:
+                unsure = True
+                continue
+            seen = [reached_within(r, threshold, budget) for r in cell.runs]
+            if all(s is True for s in seen):
+                return f"<={width}" if unsure else str(width)
+            unsure = unsure or any(s is None for s in seen)
+        return "?" if unsure else "none"
+
     def seeds(self) -> list[int]:
         return sorted({r["seed"] for r in self.records})
+
+
+def reached_within(run: dict, threshold: float, budget: int) -> bool | None:
+    """Whether the run's validation accuracy reached `threshold` within `budget` training sequences;
+    None where its curve cannot tell: no curve (a run older than curves), or a run that ended short of
+    the budget (its cap, or a divergence) without reaching it."""
+    curve = run.get("curve")
+    if not curve:
+        return None
+    if any(p["sequences"] <= budget and (p.get("acc") or 0.0) >= threshold for p in curve):
+        return True
+    return False if curve[-1]["sequences"] >= budget else None
 
 
 def fit_power_law(xs: list[float], ys: list[float]) -> float | None:

@@ -29,6 +29,33 @@ def min_width_table(grid: Grid, threshold: float) -> str:
     return "\n".join(lines)
 
 
+def budget_table(grid: Grid, threshold: float, budgets: list[int]) -> str:
+    """The smallest sufficient width at each training budget, read off the runs' validation curves,
+    and where a larger budget changed the answer."""
+    def millions(b: int) -> str:
+        return f"{b / 1e6:g}M"
+
+    lines = [f"Smallest width whose validation accuracy reached {100 * threshold:g}% within each budget of "
+             "training sequences (\"<=w\": a narrower width's curve cannot tell, as its run ended short of the "
+             "budget or has no curve; \"?\": no width reached it and some cannot tell).", ""]
+    changed = []
+    for task in grid.tasks():
+        sizes = grid.sizes(task)
+        lines.append(f"| {TITLES.get(task, task)} | budget | " + " | ".join(f"n={n}" for n in sizes) + " |")
+        lines.append("| --- | --- |" + " --- |" * len(sizes))
+        for attention in grid.attentions():
+            answers = {n: [grid.min_width_within(task, attention, n, threshold, b) for b in budgets] for n in sizes}
+            for i, budget in enumerate(budgets):
+                lines.append(f"| {attention if i == 0 else ''} | {millions(budget)} | "
+                             + " | ".join(answers[n][i] for n in sizes) + " |")
+            changed += [f"- {TITLES.get(task, task)} n={n}, {attention}: {answers[n][0]} at {millions(budgets[0])}, "
+                        f"{answers[n][-1]} at {millions(budgets[-1])}"
+                        for n in sizes if answers[n][0] != answers[n][-1]]
+        lines.append("")
+    lines += ["Where a larger budget changed the answer:", ""] + (changed or ["- nowhere"]) + [""]
+    return "\n".join(lines)
+
+
 def exponent_rows(grid: Grid, thresholds: list[float]) -> list[dict]:
     rows = []
     for task in grid.tasks():
@@ -93,7 +120,7 @@ def statement(grid: Grid, threshold: float) -> list[str]:
     return out
 
 
-def report(grid: Grid, thresholds: list[float], figures: dict[str, str]) -> str:
+def report(grid: Grid, thresholds: list[float], figures: dict[str, str], budgets: list[int] = ()) -> str:
     """The report: determined by the results alone (a re-run on other hardware writes the same
     file). Timings, hardware and revisions are in `runtime_report`."""
     records = grid.records
@@ -131,6 +158,9 @@ def report(grid: Grid, thresholds: list[float], figures: dict[str, str]) -> str:
     lines += ["## Smallest sufficient width", ""]
     for threshold in thresholds:
         lines += [min_width_table(grid, threshold), ""]
+    if budgets and any(r.get("curve") for r in records):
+        lines += ["## The budget: smallest sufficient width within a number of training sequences", ""]
+        lines += [budget_table(grid, threshold, sorted(budgets)) for threshold in thresholds]
     lines += ["## Compute exponents", "",
               "Fitted exponent b of FLOPs per sequence ~ L^b for the smallest model reaching the threshold at "
               "each size (\"-\": fewer than two sizes reached).", "",

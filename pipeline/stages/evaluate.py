@@ -76,6 +76,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
     identity = {"run": run.id, "task": train["task"], "n": train["n"], "attention": run.attention,
                 "width": run.width, "seed": run.seed, "seq_len": train["max_len"]}
     training = {k: train[k] for k in ("status", "reason", "steps", "best_step", "best_val_acc", "stopped_early")}
+    training["curve"] = train.get("curve")  # None for a run trained before runs kept their curve
     if old is not None and old.get("evaluation_key") == key:
         scores, reused = {k: old[k] for k in SCORES}, True
     elif train["status"] != "finished":  # diverged: nothing to grade, shown as failed

@@ -113,7 +113,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     made = figures(grid, params.thresholds, out / "figures")
     rows = plot_rows(grid, params.thresholds)
     write_text(out / "plots" / "min_width.csv", csv_text(rows))
-    write_text(out / "report.md", report(grid, params.thresholds, made))
+    write_text(out / "report.md", report(grid, params.thresholds, made, params.budgets))
     timed = Grid([{**r, **{k: v for k, v in timings[r["run"]].items() if k != "run"}} for r in records])
     save(compute_figure(timed, timed.tasks(), timed.attentions(), params.thresholds,
                         (("seconds", "training seconds"),)), out / "runtime" / "seconds.png")

@@ -24,6 +24,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from lightning.pytorch.callbacks import Callback
+
 from ..data import DataError, read_meta, verify
 from ..deps import code_hash
 from ..execution import cli
@@ -76,6 +78,29 @@ def check_attention(params: TrainParams) -> None:
             make_attention(name, 64, **options)
         except AttentionError as err:
             raise ParamError(f"train.attention_options.{name}: {err}") from None
+
+
+class Curve(Callback):
+    """A run's validation curve: accuracy and loss against training sequences seen, written with its
+    result (train.json, then results/). Kept in the run's checkpoints, so that a resumed run's curve is
+    an uninterrupted one's. Lightning runs checkpointing callbacks last, so a checkpoint written at a
+    validation holds that validation's point."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size, self.points = batch_size, []
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        self.points.append({"step": trainer.global_step, "sequences": trainer.global_step * self.batch_size,
+                            **{k.split("/")[1]: round(float(m[k]), 6) for k in ("val/acc", "val/loss") if k in m}})
+
+    def state_dict(self) -> dict:
+        return {"points": self.points}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.points = list(state["points"])
 
 
 def _tidy(out: Path) -> None:
@@ -160,8 +185,9 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
                   "dataset": {k: meta[k] for k in DATASET_KEYS}}
         logger = wandb_logger(run, params.sweep, meta, "train", config, run_id=state["wandb_id"])
         clock = SegmentClock(out / "resume.json", state)
+        curve = Curve(params.batch_size)
         result = fit(folder, meta, out, run.__dict__, params.training(), logger,
-                     [clock, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
+                     [clock, curve, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
         clock.tick(force=True)
     except BaseException as err:
         import wandb
@@ -175,7 +201,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
                 from err
         raise
     record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
-              **result}
+              **result, "curve": curve.points}
     info = {**runtime_info(state["segments"], state.get("peak_gpu_gib")), "devices": group.world if group else 1}
     write_json(runtime / f"{run.id}.json", {"run": run.id, "sweep": params.sweep, **info,
                                              "train_tokens_per_s": _tokens_per_s(folder, result["steps"],

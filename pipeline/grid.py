@@ -1,0 +1,109 @@
+"""Where the paper's grid stands: the cells each figure needs (a profile's runs), which of them are
+trained (a landed record in reports/paper/runs/), implied by the width search, failed or missing, the
+GPU-hours they took and the hours predicted for what is left.
+
+The search: per (task, size, attention type), widths are trained in increasing order, and a width
+above the first that passes `SEARCH_THRESHOLD` is implied by it rather than trained (a figure draws
+it as implied, never as a number).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from .layout import PAPER_RUNS
+from .params import Run, TrainParams, load_section
+from .records import CorruptFile, Landed, check
+
+# figure -> (tasks, attention types): Figure 1 the 3x3 panel, Figure 2 ED_Local for the efficient
+# models, Figure 3 ED for the three models
+FIGURES = {"1": (("arithmetic", "ed", "lis"), ("standard", "sparse", "linear")),
+           "2": (("ed_local",), ("sparse", "linear")),
+           "3": (("ed",), ("standard", "sparse", "linear"))}
+SEARCH_THRESHOLD = 0.9
+
+
+def task_of(dataset: str) -> str:
+    return dataset.rsplit("_n", 1)[0]
+
+
+def landed(folder: Path = PAPER_RUNS) -> dict[str, dict]:
+    """run id -> its landed record (the first, where a cell was trained more than once)."""
+    out: dict[str, dict] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            record = check(json.loads(path.read_text()), Landed, path)
+        except ValueError as err:
+            raise err if isinstance(err, CorruptFile) else CorruptFile(f"{path}: cannot be read ({err})") from None
+        out.setdefault(record["run"], record)
+    return out
+
+
+def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
+    """trained, failed, implied (a narrower width of its task, size and type passed the search
+    threshold) or missing."""
+    record = records.get(run.id)
+    if record is not None:
+        return "trained" if record["status"] == "finished" else "failed"
+    for width in (w for w in widths if w < run.width):
+        narrower = records.get(Run(run.dataset, run.attention, width, run.seed).id)
+        if narrower and narrower["status"] == "finished" and (narrower["graded_acc"] or 0.0) >= SEARCH_THRESHOLD:
+            return "implied"
+    return "missing"
+
+
+def status(params_path: Path, folder: Path = PAPER_RUNS, prices: dict[str, float] | None = None) -> dict:
+    """Per figure: cells, trained, implied, failed, missing and the hours predicted for the missing
+    (`prices`: run id -> seconds); and the GPU-hours the landed cells took."""
+    train: TrainParams = load_section(params_path, "train")
+    records = landed(folder)
+    figures = {}
+    for figure, (tasks, attentions) in FIGURES.items():
+        runs = [r for r in train.runs if task_of(r.dataset) in tasks and r.attention in attentions]
+        states = {r.id: cell_status(r, train.widths, records) for r in runs}
+        counts = Counter(states.values())
+        figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
+        if prices is not None:
+            figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
+    spent = sum(r["train_seconds"] + r["eval_seconds"] for r in records.values() if r["device"] != "cpu")
+    return {"figures": figures, "gpu_hours": round(spent / 3600, 3)}
+
+
+def table(state: dict) -> str:
+    lines = ["| figure | cells | trained | implied | failed | missing | hours left (predicted) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for figure, c in state["figures"].items():
+        left = c.get("hours_left")
+        lines.append(f"| {figure} | {c['cells']} | {c['trained']} | {c['implied']} | {c['failed']} | {c['missing']} | "
+                     f"{'-' if left is None else f'{left:.1f}'} |")
+    return "\n".join(lines) + f"\n\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}"
+
+
+def land(files: list[Path], folder: Path = PAPER_RUNS) -> list[Path]:
+    """Write every record of the shard `files` to `folder`/<run>.json, each checked first (a damaged
+    shard lands nothing). A cell that already landed with another record is kept, and the new one is
+    written beside it as <run>~2.json, ~3 ...: a cell trained twice shows its spread."""
+    records = []
+    for path in files:
+        try:
+            shard = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise CorruptFile(f"{path}: cannot be read ({err})") from None
+        if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
+            raise CorruptFile(f"{path}: not a shard file (expected {{\"runs\": [...]}})")
+        records += [check(r, Landed, f"{path}: runs[{i}]") for i, r in enumerate(shard["runs"])]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for record in records:
+        target, copy = folder / f"{record['run']}.json", 1
+        while target.exists() and json.loads(target.read_text()) != record:
+            copy += 1
+            target = folder / f"{record['run']}~{copy}.json"
+        if not target.exists():
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            tmp.replace(target)
+            written.append(target)
+    return written

@@ -1,0 +1,90 @@
+"""Where the paper's grid stands: landed cells, the width search's implied cells, GPU-hours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from settings import generate_section, train_section
+
+from pipeline.__main__ import main
+from pipeline.grid import land, status
+from pipeline.records import CorruptFile
+
+
+def landed(run: str, acc: float | None, status: str = "finished", seconds: float = 1800.0, device: str = "NVIDIA H100"):
+    dataset, attention, width, seed = run.rsplit("-", 3)
+    return {"evaluation_key": "k", "run": run, "task": dataset.rsplit("_n", 1)[0], "n": int(dataset.rsplit("_n")[1]),
+            "attention": attention, "width": int(width[1:]), "seed": int(seed[1:]), "seq_len": 40, "status": status,
+            "reason": None if status == "finished" else "non-finite loss", "steps": 100, "best_step": 100,
+            "best_val_acc": acc, "stopped_early": False, "exact_match": acc, "answer_acc": acc, "token_acc": acc,
+            "graded_acc": acc, "answer_samples": 8, "params": 1000, "flops_per_sequence": 10, "flops_by_part": {},
+            "curve": [{"step": 100, "sequences": 51200, "acc": acc}], "train_seconds": seconds, "eval_seconds": 10.0,
+            "peak_gpu_gib": 1.0, "device": device, "git_rev": "abc", "versions": {"torch": "2.11"},
+            "command": "python -m pipeline shard"}
+
+
+@pytest.fixture
+def params(tmp_path) -> Path:
+    path = tmp_path / "params.yaml"
+    tasks = {"ed": {"sizes": [4], "options": {"using": 8}}, "lis": {"sizes": [6], "options": {"number_range": None}}}
+    path.write_text(yaml.safe_dump({"generate": generate_section(tasks=tasks),
+                                    "train": train_section(datasets=["ed_n4", "lis_n6"],
+                                                           attentions=["standard", "sparse", "linear"],
+                                                           widths=[16, 32, 64])}))
+    return path
+
+
+def shard(tmp_path: Path, name: str, records: list[dict]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps({"runs": records}))
+    return path
+
+
+def test_landed_cells_and_the_search_decide_the_status(tmp_path, params):
+    runs = tmp_path / "paper" / "runs"
+    first = shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.95), landed("ed_n4-linear-w16-s0", 0.2),
+                                       landed("ed_n4-sparse-w16-s0", None, "failed"),
+                                       landed("lis_n6-linear-w32-s0", 0.99, device="cpu")])
+    assert len(land([first], runs)) == 4
+    state = status(params, runs, prices={r: 3600.0 for r in _ids()})
+    # ED: standard w16 passed, so w32 and w64 are implied; linear w16 trained and failed the threshold
+    assert state["figures"]["3"] == {"cells": 9, "trained": 2, "implied": 2, "failed": 1, "missing": 4,
+                                     "hours_left": 4.0}
+    assert state["figures"]["1"]["cells"] == 18 and state["figures"]["1"]["trained"] == 3
+    assert state["figures"]["2"] == {"cells": 0, "trained": 0, "implied": 0, "failed": 0, "missing": 0,
+                                     "hours_left": 0.0}
+    assert state["gpu_hours"] == pytest.approx(3 * 1810 / 3600, abs=1e-3)  # the CPU-trained cell is not GPU time
+
+    # landing the same shard again writes nothing; a second training of a cell lands beside the first
+    assert land([first], runs) == []
+    again = shard(tmp_path, "b.json", [landed("ed_n4-standard-w16-s0", 0.97)])
+    assert land([again], runs) == [runs / "ed_n4-standard-w16-s0~2.json"]
+    assert status(params, runs)["figures"]["3"]["trained"] == 2
+
+
+def _ids() -> list[str]:
+    return [f"{d}-{a}-w{w}-s0" for d in ("ed_n4", "lis_n6") for a in ("standard", "sparse", "linear")
+            for w in (16, 32, 64)]
+
+
+def test_a_damaged_shard_lands_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    bad = landed("ed_n4-standard-w16-s0", 0.95)
+    bad["train_seconds"] = "long"
+    path = shard(tmp_path, "bad.json", [landed("ed_n4-linear-w16-s0", 0.5), bad])
+    with pytest.raises(CorruptFile, match=r"bad.json: runs\[1\]: train_seconds"):
+        land([path], runs)
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the committed benchmark file prices the cells
+    runs = tmp_path / "runs"
+    land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.95)])], runs)
+    assert main(["grid-status", "--params", str(params), "--runs", str(runs), "--json"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["figures"]["3"]["trained"] == 1 and state["figures"]["3"]["implied"] == 2
+    assert state["figures"]["3"]["hours_left"] > 0 and state["gpu_hours"] > 0
