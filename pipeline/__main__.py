@@ -66,6 +66,16 @@ def parser() -> argparse.ArgumentParser:
     la = sub.add_parser("land", help="put the cells a GPU shard trained (its shard JSON files) into reports/paper/runs")
     la.add_argument("files", type=Path, nargs="+", help="shard files: {\"runs\": [landed records]}")
     la.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="default: %(default)s")
+    sh = sub.add_parser("shard", help="on a GPU: train and evaluate the paper grid's next missing cells that fit "
+                                      "the seconds given, and write their results to one shard file")
+    which = sh.add_mutually_exclusive_group()
+    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
+    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    sh.add_argument("--seconds", type=float, required=True, help="what the shard may take; no run is cut off")
+    sh.add_argument("--out", type=Path, required=True, help="folder for the shard file")
+    sh.add_argument("--figure", choices=["1", "2", "3"], help="only this figure's cells (default: all, in order)")
+    sh.add_argument("--every-width", action="store_true",
+                    help="every missing width, not only the width search's next one of each task, size and type")
     pa = sub.add_parser("params", help="write the composed parameters of a profile (conf/profile/NAME.yaml over "
                                         "the defaults) to params.yaml")
     pa.add_argument("--profile", help="a profile of conf/profile/ (default: the defaults)")
@@ -106,6 +116,16 @@ def dispatch(args: argparse.Namespace) -> None:
 
         for path in grid.land(args.files, args.runs):
             print(f"landed {path}")
+    elif args.command == "shard":
+        import shlex
+        import tempfile
+
+        from . import shard
+
+        command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        with tempfile.TemporaryDirectory() as tmp:
+            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            shard.run(params, args.seconds, args.out, args.figure, args.every_width, command)
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 # `python -m benchmarks train` measurements, curated: each keeps its command, revision and device
-DEFAULT_BENCH = (Path("benchmarks/results/throughput.json"),)
+DEFAULT_BENCH = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "throughput.json",)
 
 
 def load_records(paths: list[Path]) -> list[dict]:

@@ -88,3 +88,51 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     state = json.loads(capsys.readouterr().out)
     assert state["figures"]["3"]["trained"] == 1 and state["figures"]["3"]["implied"] == 2
     assert state["figures"]["3"]["hours_left"] > 0 and state["gpu_hours"] > 0
+
+
+@pytest.mark.slow
+def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
+    """A shard on the CPU: the narrowest width first, evaluated, written to one file that lands; the
+    next shard goes on with the next width, since the first did not pass."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    tasks = {"lis": {"sizes": [5], "options": {"number_range": None}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "generate": generate_section(tasks=tasks, train_size=200),
+        "train": train_section(datasets=["lis_n5"], widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
+        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(root),
+           "WANDB_MODE": "offline"}
+
+    def pipeline(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout + result.stderr
+
+    out = pipeline("shard", "--seconds", "100000", "--out", "back")
+    first, = (tmp_path / "back").glob("shard-*.json")
+    shard = json.loads(first.read_text())
+    assert [r["run"] for r in shard["runs"]] == ["lis_n5-standard-w16-s0"] and "1 cells" in out
+    record = shard["runs"][0]
+    assert record["device"] == "cpu" and record["curve"] and record["train_seconds"] > 0
+    assert record["command"] == "python -m pipeline shard --seconds 100000 --out back"
+    pipeline("land", str(first))
+    assert (tmp_path / "reports" / "paper" / "runs" / "lis_n5-standard-w16-s0.json").exists()
+    first.unlink()
+    pipeline("shard", "--seconds", "100000", "--out", "back")
+    second, = (tmp_path / "back").glob("shard-*.json")
+    assert [r["run"] for r in json.loads(second.read_text())["runs"]] == ["lis_n5-standard-w32-s0"]
+
+
+def test_a_shard_takes_the_cheapest_cells_that_fit():
+    from pipeline.params import Run
+    from pipeline.shard import SAFETY, fitting
+
+    runs = [Run("ed_n4", "standard", w, 0) for w in (16, 32, 64)]
+    prices = {runs[0].id: 30.0, runs[1].id: 10.0, runs[2].id: 100.0}
+    assert fitting(runs, prices, 50 / SAFETY) == [runs[1], runs[0]]  # no run that would be cut off
+    assert fitting(runs, prices, 5) == []

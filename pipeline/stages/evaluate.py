@@ -130,10 +130,13 @@ def summary(records: list[dict]) -> dict:
 
 
 def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, results: Path = RESULTS,
-        runtime: Path = RUNTIME_EVALUATE, summary_path: Path = METRICS) -> None:
+        runtime: Path = RUNTIME_EVALUATE, summary_path: Path = METRICS, only: list[str] | None = None,
+        sweep_name: str = "") -> list[dict]:
+    """Evaluate the current sweep (runs/sweep.json), or `only` these trained runs (a GPU shard of the
+    paper's grid: then no other result is touched and metrics.json is not written)."""
     params = load_section(params_path, "evaluate")
     interruptible()  # SIGTERM as SIGINT: the stage stops promptly; evaluated runs are kept
-    sweep = load(runs / SWEEP, Sweep)
+    sweep = {"sweep": sweep_name, "runs": list(only)} if only is not None else load(runs / SWEEP, Sweep)
     if sweep is None:
         raise FileNotFoundError(f"no trained runs in {runs} ({runs / SWEEP} is missing): run the train stage first")
     trains = {}
@@ -163,12 +166,15 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
     else:  # several processes share the GPUs: small models' generation is bound by kernel launches
         with stage_pool(workers, gpus) as pool:  # every GPU of the host, each process on one
             records = run_all(pool, evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result))
+    if only is not None:
+        return records
     wanted = {f"{run_id}.json" for run_id in trains}
     for folder in (results, runtime):  # results of runs that left the sweep (their runs stay in runs/)
         for stale in folder.glob("*.json"):
             if stale.name not in wanted:
                 stale.unlink()
     write_json(summary_path, summary(records))
+    return records
 
 
 def main(argv: list[str] | None = None) -> int:

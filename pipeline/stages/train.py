@@ -229,7 +229,7 @@ def check_fits(params: TrainParams, lengths: dict[str, int], vocab: dict[str, in
 
     name, available = device_gib()
     for i, width in enumerate(params.widths):
-        need = max(memory_gib(params.batch_size, lengths[d], width, params.layers, vocab[d]) for d in params.datasets)
+        need = max(memory_gib(params.batch_size, lengths[d], width, params.layers, vocab[d]) for d in lengths)
         if need > available:
             raise ParamError(f"{where}: train.widths[{i}]: width {width} needs about {need:,.0f} GiB to train, more "
                              f"than the {available:,.0f} GiB of {name}")
@@ -253,9 +253,10 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
-        runtime: Path = RUNTIME_TRAIN, shard: tuple[int, int] | None = None) -> None:
-    """`shard` (i, n): train only that share of the sweep (one task of a job array), and leave
-    runs/sweep.json alone: the sweep is recorded by a `dvc repro` once every shard has finished."""
+        runtime: Path = RUNTIME_TRAIN, shard: tuple[int, int] | None = None, only: list[str] | None = None) -> None:
+    """`shard` (i, n): train only that share of the sweep (one task of a job array); `only`: only
+    these run ids of it (a GPU shard of the paper's grid). Either leaves runs/sweep.json alone: the
+    sweep is recorded by a `dvc repro` once every shard has finished."""
     params = load_section(params_path, "train")  # every bad value fails here, before any training
     interruptible()  # SIGTERM as SIGINT: every run in flight stops at its next step, resumable
     try:
@@ -263,7 +264,9 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
     except ParamError as err:
         raise ParamError(f"{params_path}: {err}") from None
     lengths = {}
-    for name in params.datasets:  # every dataset complete and unchanged, before anything is written
+    todo = [r for r in shard_of(params.runs, shard) if only is None or r.id in only]
+    needed = list(dict.fromkeys(r.dataset for r in todo)) if only is not None else params.datasets
+    for name in needed:  # every dataset complete and unchanged, before anything is written
         if not (data / name).exists():
             raise DataError(f"{params_path}: train.datasets: dataset {name!r} not found in {data} "
                             "(is it in generate.tasks?)")
@@ -273,8 +276,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         if meta["splits"]["train"]["count"] < params.batch_size:
             raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
                              f"split of {name} ({meta['splits']['train']['count']} samples)")
-    check_fits(params, lengths, {name: len(read_meta(data / name)["vocab"]) for name in params.datasets}, params_path)
-    todo = shard_of(params.runs, shard)
+    check_fits(params, lengths, {name: len(read_meta(data / name)["vocab"]) for name in needed}, params_path)
     if not todo:
         say(f"train: shard {shard[0]}/{shard[1]} has no runs (the sweep has {len(params.runs)})")
         return
@@ -293,7 +295,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
     if group is None or group.rank == 0:
         check_writable(runs)
         check_writable(runtime)
-        if shard is None:  # shards may share runs/ (a cluster's file system): one's temporaries are not litter
+        if shard is None and only is None:  # shards may share runs/: one's temporaries are not litter
             remove_temporaries(runs)  # what a killed earlier attempt was writing
             remove_temporaries(runtime)
     quiet()
@@ -322,7 +324,9 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         group.close()
         if rank:
             return
-    if shard is None:
+    if only is not None:
+        say(f"train: {len(todo)} runs of the sweep's {len(params.runs)}")
+    elif shard is None:
         write_json(runs / SWEEP, {"sweep": params.sweep, "runs": [r.id for r in todo]})
         wanted = {f"{r.id}.json" for r in todo}
         for stale in runtime.glob("*.json"):  # records of runs that left the sweep (their runs stay in runs/)

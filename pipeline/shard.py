@@ -1,0 +1,100 @@
+"""One GPU session's share of the paper's grid: `python -m pipeline shard --profile paper --seconds S
+--out DIR` chooses the next cells that are missing (the width search's frontier: per task, size and
+attention type, the narrowest width not landed, once every narrower one has landed without passing),
+keeps those whose predicted training fits the seconds given, so that no run is cut off, generates their
+datasets, trains and evaluates them here, and writes one shard file to DIR with every cell's results,
+curve, cost and provenance. Back home, `python -m pipeline land DIR/shard-*.json` puts them into
+reports/paper/runs/, where `grid-status` and the paper's report read them.
+
+Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
+remote and returns a few small files; the checkpoints stay there, the results come back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .execution.io import say
+from .grid import FIGURES, cell_status, landed, task_of
+from .layout import DATA, PAPER_RUNS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
+from .params import Run, load_section
+from .provenance import git_rev
+from .records import EvaluateRuntime, Results, TrainRuntime, load
+
+SAFETY = 0.8  # of the seconds given, what the chosen runs' predicted training may take together
+
+
+def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_RUNS) -> list[Run]:
+    """The missing cells to train next, in the figures' order; `every_width`: every missing cell,
+    not only the search's next width of each task, size and attention type."""
+    train = load_section(params_path, "train")
+    records = landed(folder)
+    figures = [figure] if figure else list(FIGURES)
+    chosen: dict[str, Run] = {}
+    for fig in figures:
+        tasks, attentions = FIGURES[fig]
+        for run in train.runs:
+            if task_of(run.dataset) not in tasks or run.attention not in attentions or run.id in chosen:
+                continue
+            if cell_status(run, train.widths, records) != "missing":
+                continue
+            narrower = [Run(run.dataset, run.attention, w, run.seed) for w in train.widths if w < run.width]
+            if every_width or all(n.id in records for n in narrower):
+                chosen[run.id] = run
+    return list(chosen.values())
+
+
+def fitting(runs: list[Run], prices: dict[str, float], seconds: float) -> list[Run]:
+    """The runs, cheapest first, whose predicted seconds add up to no more than SAFETY x `seconds`."""
+    out, total = [], 0.0
+    for run in sorted(runs, key=lambda r: prices[r.id]):
+        if total + prices[run.id] <= SAFETY * seconds:
+            out.append(run)
+            total += prices[run.id]
+    return out
+
+
+def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
+        command: str = "python -m pipeline shard") -> Path | None:
+    from . import hours
+    from .generation import tasks_of, write_dataset
+    from .stages import evaluate as evaluate_stage
+    from .stages import train as train_stage
+
+    began = time.time()
+    prediction = hours.predict(params_path, hours.load_records(list(hours.DEFAULT_BENCH)))
+    prices = next(iter(prediction["caps"].values()))["per_run"]
+    todo = fitting(frontier(params_path, figure, every_width), prices, seconds)
+    if not todo:
+        say("shard: no missing cell fits the seconds given")
+        return None
+    ids = [r.id for r in todo]
+    say(f"shard: {len(todo)} cells, predicted {sum(prices[i] for i in ids) / 60:.1f} min of training at most: "
+        + ", ".join(ids))
+    generate = load_section(params_path, "generate")
+    needed = {r.dataset for r in todo}
+    for dataset, task in tasks_of(generate, str(params_path)):
+        if dataset.name in needed and not (DATA / dataset.name / "meta.json").exists():
+            write_dataset(task, generate.sizes, generate.seed, DATA / dataset.name)
+    train_stage.run(params_path, only=ids)
+    sweep = load_section(params_path, "train").sweep
+    evaluate_stage.run(params_path, only=ids, sweep_name=sweep)
+    revision = git_rev()
+    records = []
+    for run_id in ids:
+        result = load(RESULTS / f"{run_id}.json", Results)
+        trained = load(RUNTIME_TRAIN / f"{run_id}.json", TrainRuntime)
+        evaluated = load(RUNTIME_EVALUATE / f"{run_id}.json", EvaluateRuntime) or {"eval_seconds": 0.0}
+        records.append({**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
+                        "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"],
+                        "git_rev": trained["git_rev"] or revision, "versions": trained["versions"],
+                        "command": command})
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"shard-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))}.json"
+    path.write_text(json.dumps({"runs": records, "params": str(params_path), "seconds": round(time.time() - began, 1),
+                                "runs_dir": str(RUNS)}, indent=1) + "\n")
+    say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
+        f"land {path.name})")
+    return path
