@@ -76,6 +76,13 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--figure", choices=["1", "2", "3"], help="only this figure's cells (default: all, in order)")
     sh.add_argument("--every-width", action="store_true",
                     help="every missing width, not only the width search's next one of each task, size and type")
+    pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md "
+                                             "and figures, implied cells drawn as such")
+    which = pr.add_mutually_exclusive_group()
+    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
+    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    pr.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="landed cells (default: %(default)s)")
+    pr.add_argument("--out", type=Path, default=Path("reports/paper"), help="default: %(default)s")
     pa = sub.add_parser("params", help="write the composed parameters of a profile (conf/profile/NAME.yaml over "
                                         "the defaults) to params.yaml")
     pa.add_argument("--profile", help="a profile of conf/profile/ (default: the defaults)")
@@ -126,6 +133,17 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command)
+    elif args.command == "paper-report":
+        import tempfile
+
+        from . import grid
+        from .stages import report as report_stage
+
+        with tempfile.TemporaryDirectory() as tmp:
+            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            # the landed records carry their own seconds and device: no runtime folder
+            implied = grid.implied_cells(params, args.runs)
+            report_stage.run(params, args.runs, Path(tmp) / "no-runtime", args.out, implied)
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

@@ -107,3 +107,11 @@ def land(files: list[Path], folder: Path = PAPER_RUNS) -> list[Path]:
             tmp.replace(target)
             written.append(target)
     return written
+
+
+def implied_cells(params_path: Path, folder: Path = PAPER_RUNS) -> set[tuple]:
+    """(task, attention, n, width) of every cell the width search implies, for the figures."""
+    train: TrainParams = load_section(params_path, "train")
+    records = landed(folder)
+    return {(task_of(r.dataset), r.attention, int(r.dataset.rsplit("_n", 1)[1]), r.width) for r in train.runs
+            if cell_status(r, train.widths, records) == "implied"}

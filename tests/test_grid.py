@@ -136,3 +136,23 @@ def test_a_shard_takes_the_cheapest_cells_that_fit():
     prices = {runs[0].id: 30.0, runs[1].id: 10.0, runs[2].id: 100.0}
     assert fitting(runs, prices, 50 / SAFETY) == [runs[1], runs[0]]  # no run that would be cut off
     assert fitting(runs, prices, 5) == []
+
+
+def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, monkeypatch):
+    runs = tmp_path / "runs"
+    land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.95), landed("ed_n4-linear-w16-s0", 0.2),
+                                     landed("ed_n4-linear-w32-s0", 0.93)])], runs)
+    text = yaml.safe_load(params.read_text())
+    text["report"] = {"thresholds": [0.9], "budgets": [20000, 60000]}
+    params.write_text(yaml.safe_dump(text))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    assert main(["paper-report", "--params", str(params), "--runs", str(runs), "--out", str(tmp_path / "paper")]) == 0
+    report = (tmp_path / "paper" / "report.md").read_text()
+    assert "figures/figure3.png" in report and "runs: 3" in report
+    assert "| standard | 16 |" in report  # the minimal-width table from the landed cells
+    assert (tmp_path / "paper" / "figures" / "figure3.png").stat().st_size > 0
+    from pipeline.grid import implied_cells
+
+    assert implied_cells(params, runs) == {("ed", "standard", 4, 32), ("ed", "standard", 4, 64),
+                                           ("ed", "linear", 4, 64)}

@@ -79,8 +79,10 @@ class Grid:
     """The cells of every task: sizes and widths are those seen for the task in any run, so a cell
     with no run is reported as missing, never as 0."""
 
-    def __init__(self, records: list[dict]) -> None:
-        self.records = records
+    def __init__(self, records: list[dict], implied: set[tuple] = frozenset()) -> None:
+        """`implied`: (task, attention, n, width) of cells not trained because a narrower width of the
+        same task, size and type passed (the width search); drawn as implied, never as a number."""
+        self.records, self.implied = records, set(implied)
         self.cells: dict[tuple, Cell] = {}
         self.seq_len: dict[tuple[str, int], int] = {}
         for r in records:
@@ -106,10 +108,12 @@ class Grid:
         return [reason for cell in self.cells.values() for reason in cell.reasons]
 
     def sizes(self, task: str) -> list[int]:
-        return sorted({r["n"] for r in self.records if r["task"] == task})
+        return sorted({r["n"] for r in self.records if r["task"] == task} | {k[2] for k in self.implied
+                                                                             if k[0] == task})
 
     def widths(self, task: str) -> list[int]:
-        return sorted({r["width"] for r in self.records if r["task"] == task})
+        return sorted({r["width"] for r in self.records if r["task"] == task} | {k[3] for k in self.implied
+                                                                                 if k[0] == task})
 
     def cell(self, task: str, attention: str, n: int, width: int) -> Cell | None:
         return self.cells.get((task, attention, n, width))

@@ -13,12 +13,13 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from .collect import TITLES, Grid, compute_curve, fit_power_law  # noqa: E402
 
-MISSING, FAILED = "missing", "failed"
+MISSING, FAILED, IMPLIED = "missing", "failed", "implied"
 
 
 def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
     """x: width, y: problem size (n and L), colour and text: accuracy in %. A cell without a run
-    is hatched grey and says `missing` (`failed` where runs gave no accuracy): never a 0."""
+    is hatched grey and says `missing` (`failed` where runs gave no accuracy): never a 0; a cell the
+    width search implied (a narrower width passed) is pale green and says `implied`."""
     sizes, widths = grid.sizes(task), grid.widths(task)
     values = np.full((len(sizes), len(widths)), np.nan)
     for i, n in enumerate(sizes):
@@ -30,6 +31,10 @@ def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
     for i, n in enumerate(sizes):
         for j, w in enumerate(widths):
             cell = grid.cell(task, attention, n, w)
+            if cell is None and (task, attention, n, w) in grid.implied:  # a narrower width passed: not trained
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#d9ead3", edgecolor="0.6"))
+                ax.text(j, i, f"{IMPLIED}\n(narrower\npassed)", ha="center", va="center", fontsize=6)
+                continue
             if cell is None or cell.acc is None:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", hatch="//", edgecolor="0.6"))
                 ax.text(j, i, FAILED if cell is not None else MISSING, ha="center", va="center", fontsize=7)

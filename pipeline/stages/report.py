@@ -98,7 +98,8 @@ def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) 
 
 
 def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUNTIME_TRAIN,
-        out: Path = REPORTS) -> None:
+        out: Path = REPORTS, implied: set[tuple] = frozenset()) -> None:
+    """`implied`: cells the width search did not train (the paper's report: `grid.implied_cells`)."""
     params: ReportParams = load_section(params_path, "report")
     records = load_metrics(results) if results.is_dir() else []
     if not records:
@@ -109,7 +110,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     for folder in (out, out / "figures", out / "plots", out / "runtime"):
         check_writable(folder)
         remove_temporaries(folder, depth=0)  # what a killed earlier attempt was writing
-    grid = Grid(records)
+    grid = Grid(records, implied)
     made = figures(grid, params.thresholds, out / "figures")
     rows = plot_rows(grid, params.thresholds)
     write_text(out / "plots" / "min_width.csv", csv_text(rows))
