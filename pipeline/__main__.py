@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--figure", choices=["1", "2", "3"], help="only this figure's cells (default: all, in order)")
     sh.add_argument("--every-width", action="store_true",
                     help="every missing width, not only the width search's next one of each task, size and type")
+    sh.add_argument("--cells", help="comma-separated run ids to train whatever their status (an implied cell, to "
+                                    "check the search; a landed one, to see the spread)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md "
                                              "and figures, implied cells drawn as such")
     which = pr.add_mutually_exclusive_group()
@@ -132,7 +134,8 @@ def dispatch(args: argparse.Namespace) -> None:
         command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         with tempfile.TemporaryDirectory() as tmp:
             params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
-            shard.run(params, args.seconds, args.out, args.figure, args.every_width, command)
+            cells = [c for c in (args.cells or "").split(",") if c]
+            shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None)
     elif args.command == "paper-report":
         import tempfile
 

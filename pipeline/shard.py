@@ -57,7 +57,9 @@ def fitting(runs: list[Run], prices: dict[str, float], seconds: float) -> list[R
 
 
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
-        command: str = "python -m pipeline shard") -> Path | None:
+        command: str = "python -m pipeline shard", cells: list[str] | None = None) -> Path | None:
+    """`cells`: exactly these run ids of the profile, whatever their status (an implied cell trained
+    to check the search, or a landed one trained again to see the spread), as far as they fit."""
     from . import hours
     from .generation import tasks_of, write_dataset
     from .stages import evaluate as evaluate_stage
@@ -66,7 +68,15 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     began = time.time()
     prediction = hours.predict(params_path, hours.load_records(list(hours.DEFAULT_BENCH)))
     prices = next(iter(prediction["caps"].values()))["per_run"]
-    todo = fitting(frontier(params_path, figure, every_width), prices, seconds)
+    if cells:
+        known = {r.id: r for r in load_section(params_path, "train").runs}
+        unknown = [c for c in cells if c not in known]
+        if unknown:
+            raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
+        candidates = [known[c] for c in cells]
+    else:
+        candidates = frontier(params_path, figure, every_width)
+    todo = fitting(candidates, prices, seconds)
     if not todo:
         say("shard: no missing cell fits the seconds given")
         return None

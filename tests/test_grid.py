@@ -156,3 +156,12 @@ def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, 
 
     assert implied_cells(params, runs) == {("ed", "standard", 4, 32), ("ed", "standard", 4, 64),
                                            ("ed", "linear", 4, 64)}
+
+
+def test_a_shard_of_unknown_cells_is_refused_before_anything(tmp_path, params, monkeypatch):
+    from pipeline import shard
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="shard --cells: 'ed_n9-standard-w16-s0' is not a run of"):
+        shard.run(params, 100.0, tmp_path / "back", cells=["ed_n4-standard-w16-s0", "ed_n9-standard-w16-s0"])
+    assert not (tmp_path / "back").exists() and not (tmp_path / "data").exists()

@@ -33,7 +33,7 @@ def budget_table(grid: Grid, threshold: float, budgets: list[int]) -> str:
     """The smallest sufficient width at each training budget, read off the runs' validation curves,
     and where a larger budget changed the answer."""
     def millions(b: int) -> str:
-        return f"{b / 1e6:g}M"
+        return f"{b / 1e6:g}M" if b >= 1e6 else f"{b / 1e3:g}k"
 
     lines = [f"Smallest width whose validation accuracy reached {100 * threshold:g}% within each budget of "
              "training sequences (\"<=w\": a narrower width's curve cannot tell, as its run ended short of the "
