@@ -61,11 +61,12 @@ def parser() -> argparse.ArgumentParser:
     which = gs.add_mutually_exclusive_group()
     which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
     which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
-    gs.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="landed cells (default: %(default)s)")
+    gs.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
+                    help="the landed cells (default: %(default)s)")
     gs.add_argument("--json", action="store_true", help="print the status as JSON")
-    la = sub.add_parser("land", help="put the cells a GPU shard trained (its shard JSON files) into reports/paper/runs")
+    la = sub.add_parser("land", help="add the cells a GPU shard trained (its shard files) to reports/paper/cells.json")
     la.add_argument("files", type=Path, nargs="+", help="shard files: {\"runs\": [landed records]}")
-    la.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="default: %(default)s")
+    la.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"), help="default: %(default)s")
     sh = sub.add_parser("shard", help="on a GPU: train and evaluate the paper grid's next missing cells that fit "
                                       "the seconds given, and write their results to one shard file")
     which = sh.add_mutually_exclusive_group()
@@ -83,7 +84,8 @@ def parser() -> argparse.ArgumentParser:
     which = pr.add_mutually_exclusive_group()
     which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
     which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
-    pr.add_argument("--runs", type=Path, default=Path("reports/paper/runs"), help="landed cells (default: %(default)s)")
+    pr.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
+                    help="the landed cells (default: %(default)s)")
     pr.add_argument("--out", type=Path, default=Path("reports/paper"), help="default: %(default)s")
     pa = sub.add_parser("params", help="write the composed parameters of a profile (conf/profile/NAME.yaml over "
                                         "the defaults) to params.yaml")
@@ -118,13 +120,13 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
             prediction = hours.predict(params, hours.load_records(list(hours.DEFAULT_BENCH)))
-            state = grid.status(params, args.runs, next(iter(prediction["caps"].values()))["per_run"])
+            state = grid.status(params, args.landed, next(iter(prediction["caps"].values()))["per_run"])
         print(json.dumps(state, indent=1) if args.json else grid.table(state))
     elif args.command == "land":
         from . import grid
 
-        for path in grid.land(args.files, args.runs):
-            print(f"landed {path}")
+        added = grid.land(args.files, args.landed)
+        print(f"landed {len(added)} cells in {args.landed}" + (f": {', '.join(added)}" if added else ""))
     elif args.command == "shard":
         import shlex
         import tempfile
@@ -145,8 +147,9 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
             # the landed records carry their own seconds and device: no runtime folder
-            implied = grid.implied_cells(params, args.runs)
-            report_stage.run(params, args.runs, Path(tmp) / "no-runtime", args.out, implied)
+            implied = grid.implied_cells(params, args.landed)
+            report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied,
+                             grid.all_landed(args.landed))
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

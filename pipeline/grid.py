@@ -1,5 +1,5 @@
 """Where the paper's grid stands: the cells each figure needs (a profile's runs), which of them are
-trained (a landed record in reports/paper/runs/), implied by the width search, failed or missing, the
+trained (a landed record in reports/paper/cells.json), implied by the width search, failed or missing, the
 GPU-hours they took and the hours predicted for what is left.
 
 The search: per (task, size, attention type), widths are trained in increasing order, and a width
@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .layout import PAPER_RUNS
+from .layout import PAPER_CELLS
 from .params import Run, TrainParams, load_section
 from .records import CorruptFile, Landed, check
 
@@ -29,14 +29,24 @@ def task_of(dataset: str) -> str:
     return dataset.rsplit("_n", 1)[0]
 
 
-def landed(folder: Path = PAPER_RUNS) -> dict[str, dict]:
+def all_landed(path: Path = PAPER_CELLS) -> list[dict]:
+    """Every landed record, each checked (a cell trained twice has two)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptFile(f"{path}: cannot be read ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise CorruptFile(f"{path}: not the landed cells (expected {{\"cells\": [...]}})")
+    return [check(r, Landed, f"{path}: cells[{i}]") for i, r in enumerate(data["cells"])]
+
+
+def landed(path: Path = PAPER_CELLS) -> dict[str, dict]:
     """run id -> its landed record (the first, where a cell was trained more than once)."""
     out: dict[str, dict] = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            record = check(json.loads(path.read_text()), Landed, path)
-        except ValueError as err:
-            raise err if isinstance(err, CorruptFile) else CorruptFile(f"{path}: cannot be read ({err})") from None
+    for record in all_landed(path):
         out.setdefault(record["run"], record)
     return out
 
@@ -54,7 +64,7 @@ def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
     return "missing"
 
 
-def status(params_path: Path, folder: Path = PAPER_RUNS, prices: dict[str, float] | None = None) -> dict:
+def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, float] | None = None) -> dict:
     """Per figure: cells, trained, implied, failed, missing and the hours predicted for the missing
     (`prices`: run id -> seconds); and the GPU-hours the landed cells took."""
     train: TrainParams = load_section(params_path, "train")
@@ -81,35 +91,31 @@ def table(state: dict) -> str:
     return "\n".join(lines) + f"\n\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}"
 
 
-def land(files: list[Path], folder: Path = PAPER_RUNS) -> list[Path]:
-    """Write every record of the shard `files` to `folder`/<run>.json, each checked first (a damaged
-    shard lands nothing). A cell that already landed with another record is kept, and the new one is
-    written beside it as <run>~2.json, ~3 ...: a cell trained twice shows its spread."""
+def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
+    """Add every record of the shard `files` to the landed cells (`path`), each checked first: a
+    damaged shard lands nothing. A record already there is not added again; a cell trained again
+    lands beside its first record, so that the report shows the spread. Returns the run ids added."""
     records = []
-    for path in files:
+    for file in files:
         try:
-            shard = json.loads(Path(path).read_text())
+            shard = json.loads(Path(file).read_text())
         except (OSError, ValueError) as err:
-            raise CorruptFile(f"{path}: cannot be read ({err})") from None
+            raise CorruptFile(f"{file}: cannot be read ({err})") from None
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
-            raise CorruptFile(f"{path}: not a shard file (expected {{\"runs\": [...]}})")
-        records += [check(r, Landed, f"{path}: runs[{i}]") for i, r in enumerate(shard["runs"])]
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for record in records:
-        target, copy = folder / f"{record['run']}.json", 1
-        while target.exists() and json.loads(target.read_text()) != record:
-            copy += 1
-            target = folder / f"{record['run']}~{copy}.json"
-        if not target.exists():
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-            tmp.replace(target)
-            written.append(target)
-    return written
+            raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
+        records += [check(r, Landed, f"{file}: runs[{i}]") for i, r in enumerate(shard["runs"])]
+    cells = all_landed(path)
+    added = [r for r in records if r not in cells and not cells.append(r)]
+    if added:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cells.sort(key=lambda r: r["run"])  # stable: a cell's records keep their landing order
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"cells": cells}, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)
+    return [r["run"] for r in added]
 
 
-def implied_cells(params_path: Path, folder: Path = PAPER_RUNS) -> set[tuple]:
+def implied_cells(params_path: Path, folder: Path = PAPER_CELLS) -> set[tuple]:
     """(task, attention, n, width) of every cell the width search implies, for the figures."""
     train: TrainParams = load_section(params_path, "train")
     records = landed(folder)

@@ -16,8 +16,8 @@ RUNTIME_TRAIN = Path("runtime/train")  # <run id>.json: seconds, device, revisio
 RUNTIME_EVALUATE = Path("runtime/evaluate")  # the same of its evaluation
 METRICS = Path("metrics.json")  # the few numbers `dvc metrics show` compares
 REPORTS = Path("reports")  # report.md, figures/, plots/, runtime/
-PAPER = Path("reports/paper")  # the paper's grid, trained on GPUs: runs/<run id>.json (landed), report.md
-PAPER_RUNS = PAPER / "runs"
+PAPER = Path("reports/paper")  # the paper's grid, trained on GPUs: cells.json (landed), report.md, figures/
+PAPER_CELLS = PAPER / "cells.json"  # every landed cell's record, one list (a file per cell would be hundreds)
 RECORDS = (RUNTIME_TRAIN, RESULTS, RUNTIME_EVALUATE)  # git-tracked, one <run id>.json each
 
 

@@ -102,7 +102,7 @@ class Results(Record):
 
 
 class Landed(Results):
-    """reports/paper/runs/<run>.json: a cell of the paper's grid trained and evaluated on a GPU, with
+    """A record of reports/paper/cells.json: a cell of the paper's grid trained and evaluated on a GPU, with
     what it cost and how it was made."""
     train_seconds: Seconds
     eval_seconds: Seconds

@@ -4,7 +4,7 @@ attention type, the narrowest width not landed, once every narrower one has land
 keeps those whose predicted training fits the seconds given, so that no run is cut off, generates their
 datasets, trains and evaluates them here, and writes one shard file to DIR with every cell's results,
 curve, cost and provenance. Back home, `python -m pipeline land DIR/shard-*.json` puts them into
-reports/paper/runs/, where `grid-status` and the paper's report read them.
+reports/paper/cells.json, where `grid-status` and the paper's report read them.
 
 Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
 remote and returns a few small files; the checkpoints stay there, the results come back.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .execution.io import say
 from .grid import FIGURES, cell_status, landed, task_of
-from .layout import DATA, PAPER_RUNS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
+from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
 from .provenance import git_rev
 from .records import EvaluateRuntime, Results, TrainRuntime, load
@@ -26,7 +26,7 @@ from .records import EvaluateRuntime, Results, TrainRuntime, load
 SAFETY = 0.8  # of the seconds given, what the chosen runs' predicted training may take together
 
 
-def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_RUNS) -> list[Run]:
+def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_CELLS) -> list[Run]:
     """The missing cells to train next, in the figures' order; `every_width`: every missing cell,
     not only the search's next width of each task, size and attention type."""
     train = load_section(params_path, "train")

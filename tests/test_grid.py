@@ -44,11 +44,12 @@ def shard(tmp_path: Path, name: str, records: list[dict]) -> Path:
 
 
 def test_landed_cells_and_the_search_decide_the_status(tmp_path, params):
-    runs = tmp_path / "paper" / "runs"
+    runs = tmp_path / "paper" / "cells.json"
     first = shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.95), landed("ed_n4-linear-w16-s0", 0.2),
                                        landed("ed_n4-sparse-w16-s0", None, "failed"),
                                        landed("lis_n6-linear-w32-s0", 0.99, device="cpu")])
-    assert len(land([first], runs)) == 4
+    assert land([first], runs) == ["ed_n4-standard-w16-s0", "ed_n4-linear-w16-s0", "ed_n4-sparse-w16-s0",
+                                   "lis_n6-linear-w32-s0"]
     state = status(params, runs, prices={r: 3600.0 for r in _ids()})
     # ED: standard w16 passed, so w32 and w64 are implied; linear w16 trained and failed the threshold
     assert state["figures"]["3"] == {"cells": 9, "trained": 2, "implied": 2, "failed": 1, "missing": 4,
@@ -61,7 +62,12 @@ def test_landed_cells_and_the_search_decide_the_status(tmp_path, params):
     # landing the same shard again writes nothing; a second training of a cell lands beside the first
     assert land([first], runs) == []
     again = shard(tmp_path, "b.json", [landed("ed_n4-standard-w16-s0", 0.97)])
-    assert land([again], runs) == [runs / "ed_n4-standard-w16-s0~2.json"]
+    assert land([again], runs) == ["ed_n4-standard-w16-s0"]
+    from pipeline.grid import all_landed
+    from pipeline.grid import landed as first_records
+
+    assert [r["graded_acc"] for r in all_landed(runs) if r["run"] == "ed_n4-standard-w16-s0"] == [0.95, 0.97]
+    assert first_records(runs)["ed_n4-standard-w16-s0"]["graded_acc"] == 0.95
     assert status(params, runs)["figures"]["3"]["trained"] == 2
 
 
@@ -71,20 +77,20 @@ def _ids() -> list[str]:
 
 
 def test_a_damaged_shard_lands_nothing(tmp_path):
-    runs = tmp_path / "runs"
+    runs = tmp_path / "cells.json"
     bad = landed("ed_n4-standard-w16-s0", 0.95)
     bad["train_seconds"] = "long"
     path = shard(tmp_path, "bad.json", [landed("ed_n4-linear-w16-s0", 0.5), bad])
     with pytest.raises(CorruptFile, match=r"bad.json: runs\[1\]: train_seconds"):
         land([path], runs)
-    assert not runs.exists() or not list(runs.iterdir())
+    assert not runs.exists()
 
 
 def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the committed benchmark file prices the cells
-    runs = tmp_path / "runs"
+    runs = tmp_path / "cells.json"
     land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.95)])], runs)
-    assert main(["grid-status", "--params", str(params), "--runs", str(runs), "--json"]) == 0
+    assert main(["grid-status", "--params", str(params), "--landed", str(runs), "--json"]) == 0
     state = json.loads(capsys.readouterr().out)
     assert state["figures"]["3"]["trained"] == 1 and state["figures"]["3"]["implied"] == 2
     assert state["figures"]["3"]["hours_left"] > 0 and state["gpu_hours"] > 0
@@ -121,7 +127,8 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     assert record["device"] == "cpu" and record["curve"] and record["train_seconds"] > 0
     assert record["command"] == "python -m pipeline shard --seconds 100000 --out back"
     pipeline("land", str(first))
-    assert (tmp_path / "reports" / "paper" / "runs" / "lis_n5-standard-w16-s0.json").exists()
+    cells = json.loads((tmp_path / "reports" / "paper" / "cells.json").read_text())["cells"]
+    assert [c["run"] for c in cells] == ["lis_n5-standard-w16-s0"]
     first.unlink()
     pipeline("shard", "--seconds", "100000", "--out", "back")
     second, = (tmp_path / "back").glob("shard-*.json")
@@ -139,7 +146,7 @@ def test_a_shard_takes_the_cheapest_cells_that_fit():
 
 
 def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, monkeypatch):
-    runs = tmp_path / "runs"
+    runs = tmp_path / "cells.json"
     land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.95), landed("ed_n4-linear-w16-s0", 0.2),
                                      landed("ed_n4-linear-w32-s0", 0.93)])], runs)
     text = yaml.safe_load(params.read_text())
@@ -147,7 +154,7 @@ def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, 
     params.write_text(yaml.safe_dump(text))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)
-    assert main(["paper-report", "--params", str(params), "--runs", str(runs), "--out", str(tmp_path / "paper")]) == 0
+    assert main(["paper-report", "--params", str(params), "--landed", str(runs), "--out", str(tmp_path / "paper")]) == 0
     report = (tmp_path / "paper" / "report.md").read_text()
     assert "figures/figure3.png" in report and "runs: 3" in report
     assert "| standard | 16 |" in report  # the minimal-width table from the landed cells

@@ -98,10 +98,12 @@ def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) 
 
 
 def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUNTIME_TRAIN,
-        out: Path = REPORTS, implied: set[tuple] = frozenset()) -> None:
-    """`implied`: cells the width search did not train (the paper's report: `grid.implied_cells`)."""
+        out: Path = REPORTS, implied: set[tuple] = frozenset(), records: list[dict] | None = None) -> None:
+    """`implied`: cells the width search did not train; `records`: the results, if not those in the
+    folder `results` (the paper's report: the landed cells, `grid.all_landed`)."""
     params: ReportParams = load_section(params_path, "report")
-    records = load_metrics(results) if results.is_dir() else []
+    if records is None:
+        records = load_metrics(results) if results.is_dir() else []
     if not records:
         raise FileNotFoundError(f"no results in {results}: run the evaluate stage first")
     timings = {r["run"]: load(runtime / f"{r['run']}.json", TrainRuntime) or {} for r in records}
