@@ -28,6 +28,17 @@ def option(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def params_or_profile(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
+    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+
+
+def parameters(args: argparse.Namespace, folder: str) -> Path:
+    """The parameters file a command reads: --params, or --profile composed into `folder`."""
+    return compose.write(args.profile, Path(folder) / f"{args.profile}.yaml") if args.profile else args.params
+
+
 def parser() -> argparse.ArgumentParser:
     top = cli.parser("python -m pipeline", "Stages and tools of the pipeline; `dvc repro` runs the stages in order.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", help="the stage or command to run")
@@ -48,9 +59,7 @@ def parser() -> argparse.ArgumentParser:
                      help="a task option, e.g. band=3 (repeatable)")
     ph = sub.add_parser("predict-hours", help="predicted GPU-hours of a profile's sweep, from measured training "
                                               "throughput (every run to the cap: an upper bound)")
-    which = ph.add_mutually_exclusive_group()
-    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
-    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    params_or_profile(ph)
     ph.add_argument("--bench", type=Path, nargs="+", help="throughput files of `python -m benchmarks train` "
                                                           "(default: benchmarks/results/throughput.json)")
     ph.add_argument("--caps", type=int, nargs="+", help="caps on sequences per run to price (default: the "
@@ -58,9 +67,7 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--out", type=Path, help="also write the prediction as JSON here")
     gs = sub.add_parser("grid-status", help="where the paper's grid stands: cells trained, implied by the width "
                                             "search, failed and missing per figure, GPU-hours spent and left")
-    which = gs.add_mutually_exclusive_group()
-    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
-    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    params_or_profile(gs)
     gs.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
                     help="the landed cells (default: %(default)s)")
     gs.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -69,9 +76,7 @@ def parser() -> argparse.ArgumentParser:
     la.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"), help="default: %(default)s")
     sh = sub.add_parser("shard", help="on a GPU: train and evaluate the paper grid's next missing cells that fit "
                                       "the seconds given, and write their results to one shard file")
-    which = sh.add_mutually_exclusive_group()
-    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
-    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    params_or_profile(sh)
     sh.add_argument("--seconds", type=float, required=True, help="what the shard may take; no run is cut off")
     sh.add_argument("--out", type=Path, required=True, help="folder for the shard file")
     sh.add_argument("--figure", choices=["1", "2", "3"], help="only this figure's cells (default: all, in order)")
@@ -81,9 +86,7 @@ def parser() -> argparse.ArgumentParser:
                                     "check the search; a landed one, to see the spread)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md "
                                              "and figures, implied cells drawn as such")
-    which = pr.add_mutually_exclusive_group()
-    which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
-    which.add_argument("--profile", help="a profile of conf/profile/, composed over the defaults (e.g. paper)")
+    params_or_profile(pr)
     pr.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
                     help="the landed cells (default: %(default)s)")
     pr.add_argument("--out", type=Path, default=Path("reports/paper"), help="default: %(default)s")
@@ -109,7 +112,7 @@ def dispatch(args: argparse.Namespace) -> None:
         from . import hours
 
         with tempfile.TemporaryDirectory() as tmp:
-            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            params = parameters(args, tmp)
             hours.main(params, args.bench, args.caps, args.out)
     elif args.command == "grid-status":
         import json
@@ -118,7 +121,7 @@ def dispatch(args: argparse.Namespace) -> None:
         from . import grid, hours
 
         with tempfile.TemporaryDirectory() as tmp:
-            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            params = parameters(args, tmp)
             prediction = hours.predict(params, hours.load_records(list(hours.DEFAULT_BENCH)))
             state = grid.status(params, args.landed, next(iter(prediction["caps"].values()))["per_run"])
         print(json.dumps(state, indent=1) if args.json else grid.table(state))
@@ -135,7 +138,7 @@ def dispatch(args: argparse.Namespace) -> None:
 
         command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         with tempfile.TemporaryDirectory() as tmp:
-            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            params = parameters(args, tmp)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None)
     elif args.command == "paper-report":
@@ -145,7 +148,7 @@ def dispatch(args: argparse.Namespace) -> None:
         from .stages import report as report_stage
 
         with tempfile.TemporaryDirectory() as tmp:
-            params = compose.write(args.profile, Path(tmp) / f"{args.profile}.yaml") if args.profile else args.params
+            params = parameters(args, tmp)
             # the landed records carry their own seconds and device: no runtime folder
             implied = grid.implied_cells(params, args.landed)
             report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied,

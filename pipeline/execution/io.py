@@ -9,8 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..records import CorruptFile  # one class for every damaged file the pipeline reads
-
 
 class OutputError(OSError):
     """An output path cannot be written."""
@@ -67,21 +65,6 @@ def write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON object this project wrote, or None if the file is absent; a damaged one is an error
-    that names it (never silently replaced: it may be all that is left of a result)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CorruptFile(f"{path}: cannot be read ({err}); delete it to let the stage write it again") from None
-    if not isinstance(data, dict):
-        raise CorruptFile(f"{path}: not a JSON object; delete it to let the stage write it again")
-    return data
 
 
 def remove_temporaries(folder: Path, depth: int = 2) -> None:
