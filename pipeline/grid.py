@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .layout import PAPER_CELLS
 from .params import Run, TrainParams, load_section
-from .records import CorruptFile, Landed, check
+from .records import CorruptFile, Landed, check, read
 
 # figure -> (tasks, attention types): Figure 1 the 3x3 panel, Figure 2 ED_Local for the efficient
 # models, Figure 3 ED for the three models
@@ -34,10 +34,7 @@ def all_landed(path: Path = PAPER_CELLS) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CorruptFile(f"{path}: cannot be read ({err})") from None
+    data = read(path)
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise CorruptFile(f"{path}: not the landed cells (expected {{\"cells\": [...]}})")
     return [check(r, Landed, f"{path}: cells[{i}]") for i, r in enumerate(data["cells"])]
@@ -97,10 +94,7 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     lands beside its first record, so that the report shows the spread. Returns the run ids added."""
     records = []
     for file in files:
-        try:
-            shard = json.loads(Path(file).read_text())
-        except (OSError, ValueError) as err:
-            raise CorruptFile(f"{file}: cannot be read ({err})") from None
+        shard = read(file)
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
             raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
         records += [check(r, Landed, f"{file}: runs[{i}]") for i, r in enumerate(shard["runs"])]

@@ -170,13 +170,26 @@ def check(data, model: type[Record], path: Path | str) -> dict:
     return data
 
 
+def parse(text: str, where: Path | str, hint: str = "") -> object:
+    """The JSON `text` (the contents of `where`), or `CorruptFile` naming `where`."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise CorruptFile(f"{where}: cannot be read ({err}){hint}") from None
+
+
+def read(path: Path, hint: str = "") -> object:
+    """The JSON in the file `path`, or `CorruptFile` naming it (`hint`: what to do about it)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, ValueError) as err:  # ValueError: not text at all
+        raise CorruptFile(f"{path}: cannot be read ({err}){hint}") from None
+    return parse(text, path, hint)
+
+
 def load(path: Path, model: type[Record]) -> dict | None:
     """The checked contents of `path`, or None if it does not exist."""
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CorruptFile(f"{path}: cannot be read ({err}); delete it to let the stage write it again") from None
-    return check(data, model, path)
+    return check(read(path, "; delete it to let the stage write it again"), model, path)

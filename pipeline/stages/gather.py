@@ -14,7 +14,6 @@ shard trained, and the evaluate stage re-evaluates only what no shard evaluated.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from ..data import DataError, sha256
 from ..execution.io import check_writable, say, write_text
 from ..layout import RECORDS, RUNS
-from ..records import CorruptFile, TrainRecord, check, load
+from ..records import TrainRecord, check, load, parse
 
 
 def gather(revisions: list[str], repo: Path = Path("."), runs: Path = RUNS) -> dict[str, list[str]]:
@@ -42,11 +41,8 @@ def gather(revisions: list[str], repo: Path = Path("."), runs: Path = RUNS) -> d
             theirs_path = f"{runs}/{name}/train.json"
             if not fs.isfile(theirs_path):  # sweep.json, or a run that was not finished there
                 continue
-            try:
-                theirs = check(json.loads(fs.read_text(theirs_path)), TrainRecord, f"{rev}:{theirs_path}")
-            except ValueError as err:
-                raise CorruptFile(f"{rev}:{theirs_path}: cannot be read ({err})") if not isinstance(
-                    err, CorruptFile) else err from None
+            where = f"{rev}:{theirs_path}"
+            theirs = check(parse(fs.read_text(theirs_path), where), TrainRecord, where)
             mine = load(runs / name / "train.json", TrainRecord)
             if mine is not None:
                 same = mine.get("key") == theirs.get("key")

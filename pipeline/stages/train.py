@@ -263,7 +263,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         check_attention(params)
     except ParamError as err:
         raise ParamError(f"{params_path}: {err}") from None
-    lengths = {}
+    lengths, vocab = {}, {}
     todo = [r for r in shard_of(params.runs, shard) if only is None or r.id in only]
     needed = list(dict.fromkeys(r.dataset for r in todo)) if only is not None else params.datasets
     for name in needed:  # every dataset complete and unchanged, before anything is written
@@ -272,11 +272,11 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
                             "(is it in generate.tasks?)")
         load(data / name / "meta.json", Meta)  # its fields, before anything reads them
         meta = verify(data / name)
-        lengths[name] = meta["max_len"]
+        lengths[name], vocab[name] = meta["max_len"], len(meta["vocab"])
         if meta["splits"]["train"]["count"] < params.batch_size:
             raise ParamError(f"{params_path}: train.batch_size: {params.batch_size} is larger than the training "
                              f"split of {name} ({meta['splits']['train']['count']} samples)")
-    check_fits(params, lengths, {name: len(read_meta(data / name)["vocab"]) for name in needed}, params_path)
+    check_fits(params, lengths, vocab, params_path)
     if not todo:
         say(f"train: shard {shard[0]}/{shard[1]} has no runs (the sweep has {len(params.runs)})")
         return
