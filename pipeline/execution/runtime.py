@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
@@ -76,6 +77,19 @@ def interruptible() -> None:
     (Lightning ends a training there); the process remembers it, so that it starts nothing new."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+
+
+@contextmanager
+def lightning_stops(message: str):
+    """Lightning ends a fit or test that it stopped for a KeyboardInterrupt with sys.exit(1), and
+    ignores SIGINT from then on: once this process was asked to stop, that exit is `Interrupted`
+    (`message`), so that the stage reports it and a pool worker starts nothing new."""
+    try:
+        yield
+    except SystemExit:
+        if STOPPING:
+            raise Interrupted(message) from None
+        raise
 
 
 def die_with_parent(parent: int) -> None:

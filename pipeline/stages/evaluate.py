@@ -31,6 +31,7 @@ from ..execution.runtime import (
     device,
     gpu_count,
     interruptible,
+    lightning_stops,
     quiet,
     run_all,
     stage_pool,
@@ -89,8 +90,9 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
                               {"run": train["run"], "evaluate": params.grading(), "evaluation_key": key})
         wandb_run = logger.experiment  # W&B starts its run here, so that test_seconds leaves that out
         graded = time.perf_counter()
-        scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples, run.seed,
-                          logger, [Progress(f"evaluate {position}{run_id}")])
+        with lightning_stops(f"evaluate: run {run_id} stopped before its result"):
+            scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples,
+                              run.seed, logger, [Progress(f"evaluate {position}{run_id}")])
         timing = {"generation_seconds": scores.pop("generation_seconds"),
                   "test_seconds": round(time.perf_counter() - graded, 3)}
         wandb_run.summary.update(scores)

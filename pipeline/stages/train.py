@@ -38,6 +38,7 @@ from ..execution.runtime import (
     SegmentClock,
     gpu_count,
     interruptible,
+    lightning_stops,
     quiet,
     run_all,
     runtime_info,
@@ -147,16 +148,9 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
               position: str = "", group=None) -> dict:
     """Train (or reuse) one run. `group`: this process's place in a DDP training, where rank 0 plans
     and records and every process trains."""
-    from ..training import fit as fit_run
+    from ..training import fit
 
-    def fit(*args, **kwargs) -> dict:
-        try:
-            return fit_run(*args, **kwargs)
-        except SystemExit:  # how Lightning ends a training it stopped for a KeyboardInterrupt
-            if stopping():
-                raise Interrupted(f"train: run {run.id} stopped; its last checkpoint is kept") from None
-            raise
-
+    stopped = f"train: run {run.id} stopped; its last checkpoint is kept"
     if stopping():  # asked to stop while this run waited: it does not start
         raise Interrupted(f"train: run {run.id} not started")
 
@@ -177,7 +171,8 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     if "record" in plan:
         return {**plan["record"], "reused": True}
     if rank:
-        fit(folder, meta, out, run.__dict__, params.training(), resume=plan["resume"])
+        with lightning_stops(stopped):
+            fit(folder, meta, out, run.__dict__, params.training(), resume=plan["resume"])
         return {}
     state, created = plan["state"], plan["created"]
     try:
@@ -186,8 +181,9 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         logger = wandb_logger(run, params.sweep, meta, "train", config, run_id=state["wandb_id"])
         clock = SegmentClock(out / "resume.json", state)
         curve = Curve(params.batch_size)
-        result = fit(folder, meta, out, run.__dict__, params.training(), logger,
-                     [clock, curve, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
+        with lightning_stops(stopped):
+            result = fit(folder, meta, out, run.__dict__, params.training(), logger,
+                         [clock, curve, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
         clock.tick(force=True)
     except BaseException as err:
         import wandb
