@@ -82,31 +82,23 @@ def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, wo
     carries too (the provenance)."""
     from datetime import timedelta
 
-    from lightning.pytorch.callbacks import Callback, Timer
+    from lightning.pytorch.callbacks import Timer
 
+    from pipeline.execution.runtime import Curve
     from pipeline.training import fit
 
     start = time.perf_counter()
 
-    class Curve(Callback):
-        def __init__(self) -> None:
-            self.points = []
+    def keep(points: list[dict]) -> None:  # the curve so far, for a process killed from outside
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        record = record_of(config, run_settings, "cut off", "stopped from outside", time.perf_counter() - start,
+                           points)
+        tmp = partial.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**record, **(extra or {})}) + "\n")
+        tmp.replace(partial)
 
-        def on_validation_end(self, trainer, module) -> None:
-            m = trainer.callback_metrics
-            self.points.append({"step": trainer.global_step,
-                                "sequences": trainer.global_step * run_settings["batch_size"],
-                                **{k.split("/")[1]: round(float(m[k]), 6) for k in
-                                   ("val/acc", "val/loss", "val/token_acc") if k in m}})
-            if partial is not None:
-                partial.parent.mkdir(parents=True, exist_ok=True)
-                record = record_of(config, run_settings, "cut off", "stopped from outside",
-                                   time.perf_counter() - start, self.points)
-                tmp = partial.with_suffix(".tmp")
-                tmp.write_text(json.dumps({**record, **(extra or {})}) + "\n")
-                tmp.replace(partial)
-
-    curve = Curve()
+    curve = Curve(run_settings["batch_size"], ("val/acc", "val/loss", "val/token_acc"),
+                  keep if partial is not None else None)
     timer = [Timer(duration=timedelta(seconds=max(1.0, seconds)), interval="step")] if seconds is not None else []
     result = fit(folder, meta, work / config.name, {"attention": config.attention, "width": config.width, "seed": 0},
                  run_settings, callbacks=[curve, *timer])

@@ -194,6 +194,32 @@ class Progress(Callback):
         self._maybe(f"test batch {batch_idx + 1}/{trainer.num_test_batches[0]}")
 
 
+class Curve(Callback):
+    """A run's validation curve: the `keys` of each validation against training sequences seen,
+    written with its result (train.json, then results/). Kept in the run's checkpoints, so that a
+    resumed run's curve is an uninterrupted one's (Lightning runs checkpointing callbacks last, so a
+    checkpoint written at a validation holds that validation's point). `on_point(points)`: called
+    after each (the schedule study keeps the curve so far on disk)."""
+
+    def __init__(self, batch_size: int, keys: tuple[str, ...] = ("val/acc", "val/loss"), on_point=None) -> None:
+        self.batch_size, self.keys, self.on_point, self.points = batch_size, keys, on_point, []
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        self.points.append({"step": trainer.global_step, "sequences": trainer.global_step * self.batch_size,
+                            **{k.split("/")[1]: round(float(m[k]), 6) for k in self.keys if k in m}})
+        if self.on_point is not None:
+            self.on_point(self.points)
+
+    def state_dict(self) -> dict:
+        return {"points": self.points}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.points = list(state["points"])
+
+
 class SegmentClock(Callback):
     """Keeps the time of the current training segment in runs/<run>/resume.json up to date (every few
     seconds and at every checkpoint), so that a killed segment still counts in train_seconds; on a

@@ -24,8 +24,6 @@ import sys
 import uuid
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback
-
 from ..data import DataError, read_meta, verify
 from ..deps import code_hash
 from ..execution import cli
@@ -33,6 +31,7 @@ from ..execution.capacity import gpu_workers, peak_gib
 from ..execution.distributed import Group, distributed, launch
 from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
+    Curve,
     Interrupted,
     Progress,
     SegmentClock,
@@ -79,29 +78,6 @@ def check_attention(params: TrainParams) -> None:
             make_attention(name, 64, **options)
         except AttentionError as err:
             raise ParamError(f"train.attention_options.{name}: {err}") from None
-
-
-class Curve(Callback):
-    """A run's validation curve: accuracy and loss against training sequences seen, written with its
-    result (train.json, then results/). Kept in the run's checkpoints, so that a resumed run's curve is
-    an uninterrupted one's. Lightning runs checkpointing callbacks last, so a checkpoint written at a
-    validation holds that validation's point."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size, self.points = batch_size, []
-
-    def on_validation_end(self, trainer, module) -> None:
-        if trainer.sanity_checking:
-            return
-        m = trainer.callback_metrics
-        self.points.append({"step": trainer.global_step, "sequences": trainer.global_step * self.batch_size,
-                            **{k.split("/")[1]: round(float(m[k]), 6) for k in ("val/acc", "val/loss") if k in m}})
-
-    def state_dict(self) -> dict:
-        return {"points": self.points}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.points = list(state["points"])
 
 
 def _tidy(out: Path) -> None:
