@@ -77,7 +77,9 @@ def parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shard", help="on a GPU: train and evaluate the paper grid's next missing cells that fit "
                                       "the seconds given, and write their results to one shard file")
     params_or_profile(sh)
-    sh.add_argument("--seconds", type=float, required=True, help="what the shard may take; no run is cut off")
+    sh.add_argument("--seconds", type=float, required=True,
+                    help="what the shard may take: it trains only runs predicted to fit, and stops training "
+                         "90 s before the end to evaluate and write what finished")
     sh.add_argument("--out", type=Path, required=True, help="folder for the shard file")
     sh.add_argument("--figure", choices=["1", "2", "3"], help="only this figure's cells (default: all, in order)")
     sh.add_argument("--every-width", action="store_true",

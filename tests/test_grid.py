@@ -143,6 +143,57 @@ def test_a_shard_takes_the_cheapest_cells_that_fit():
     prices = {runs[0].id: 30.0, runs[1].id: 10.0, runs[2].id: 100.0}
     assert fitting(runs, prices, 50 / SAFETY) == [runs[1], runs[0]]  # no run that would be cut off
     assert fitting(runs, prices, 5) == []
+    # on a GPU, all at once: 3 launch-bound runs share it with no slowdown, the priciest sets the time
+    assert fitting(runs, prices, 100 / SAFETY, slots=8) == [runs[1], runs[0], runs[2]]
+    assert fitting(runs, prices, 99 / SAFETY, slots=8) == [runs[1], runs[0]]
+    assert fitting(runs, prices, 100 / SAFETY, slots=2) == [runs[1], runs[0]]  # no more than slots
+
+
+def test_sharing_a_gpu_slows_each_run_past_the_measured_gain():
+    from pipeline.execution.capacity import SHARED_GAIN
+    from pipeline.params import Run
+    from pipeline.shard import wall
+
+    small = [Run("ed_n4", "standard", 32, s) for s in range(8)]
+    prices = {r.id: 100.0 for r in small}
+    assert wall(small, prices, 1) == 800.0  # one slot: one after another
+    assert wall(small, prices, 8) == pytest.approx(100.0 * 8 / SHARED_GAIN)
+    wide = [Run("ed_n4", "standard", 512, s) for s in range(2)]
+    assert wall(wide, {r.id: 100.0 for r in wide}, 8) == 200.0  # bound by arithmetic: no gain
+
+
+def test_a_shard_stops_training_at_its_deadline_and_keeps_what_finished(tmp_path, monkeypatch):
+    """The deadline stops a training still going (as SIGTERM would) and the shard goes on with what
+    finished; a stop from outside before the deadline still stops the shard."""
+    import signal
+    import time
+
+    from pipeline.execution import runtime
+    from pipeline.shard import train_until
+
+    monkeypatch.chdir(tmp_path)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    def train(params_path, only):  # the first run finishes at once, the second trains on
+        (tmp_path / "runs" / only[0]).mkdir(parents=True)
+        (tmp_path / "runs" / only[0] / "train.json").write_text("{}")
+        time.sleep(30)
+
+    try:
+        began = time.time()
+        assert train_until(tmp_path, ["a", "b"], time.time() + 0.5, train) == ["a"]
+        assert time.time() - began < 10 and not runtime.stopping()
+
+        def stopped_from_outside(params_path, only):
+            signal.raise_signal(signal.SIGTERM)
+            time.sleep(30)
+
+        with pytest.raises(runtime.Interrupted):
+            train_until(tmp_path, ["a"], time.time() + 60, stopped_from_outside)
+    finally:
+        runtime.carry_on()
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
 
 
 def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, monkeypatch):

@@ -16,6 +16,12 @@ MEMORY_SHARE = 0.85
 # (benchmarks/results/sweep.json: 12 runs of widths 32-128 on an H200) ran 8 at once. More would
 # add CPU contention on a 16-core host without more GPU work in flight.
 RUNS_PER_GPU = 8
+# Steps per second that runs of widths up to LAUNCH_BOUND_WIDTH sharing one GPU make together, as a
+# multiple of one such run's priced speed alone: 8 processes of ED n=6 standard w64 each took 13 ms a
+# step on an H100 (reports/schedule, at 85ccb99), where `predict-hours` prices 5.4 ms alone, so
+# 8 x 5.4 / 13 = 3.3. Wider runs are bound by arithmetic, and sharing gains them nothing (1.0).
+SHARED_GAIN = 3.3
+LAUNCH_BOUND_WIDTH = 128
 
 
 def peak_gib(batch: int, length: int, width: int, layers: int) -> float:

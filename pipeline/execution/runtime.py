@@ -64,6 +64,12 @@ def stopping() -> bool:
     return STOPPING
 
 
+def carry_on() -> None:
+    """Forget a stop once it has been handled (a GPU shard's deadline), so that what follows runs."""
+    global STOPPING
+    STOPPING = False
+
+
 def _stop(signum, frame) -> None:
     global STOPPING
     if STOPPING:  # a second signal (Ctrl-C pressed twice, or forwarded): the first is being handled
