@@ -86,8 +86,8 @@ def parser() -> argparse.ArgumentParser:
                     help="every missing width, not only the width search's next one of each task, size and type")
     sh.add_argument("--cells", help="comma-separated run ids to train whatever their status (an implied cell, to "
                                     "check the search; a landed one, to see the spread)")
-    pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md "
-                                             "and figures, implied cells drawn as such")
+    pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
+                                             "cells.md and figures, implied cells drawn as such")
     params_or_profile(pr)
     pr.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
                     help="the landed cells (default: %(default)s)")
@@ -153,8 +153,15 @@ def dispatch(args: argparse.Namespace) -> None:
             params = parameters(args, tmp)
             # the landed records carry their own seconds and device: no runtime folder
             implied = grid.implied_cells(params, args.landed)
-            report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied,
-                             grid.all_landed(args.landed))
+            records = grid.all_landed(args.landed)
+            report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied, records)
+            from . import hours
+            from .cells import cells_report
+            from .execution.io import write_text
+
+            prediction = hours.predict(params, hours.load_records(list(hours.DEFAULT_BENCH)))
+            prices = next(iter(prediction["caps"].values()))["per_run"]
+            write_text(args.out / "cells.md", cells_report(records, prices))
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

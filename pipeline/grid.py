@@ -61,6 +61,20 @@ def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
     return "missing"
 
 
+def gpu_hours(records: list[dict]) -> float:
+    """Device hours the records took: each shard's wall seconds once (its cells shared the GPU), and a
+    record landed without its shard's seconds, its own training and evaluation seconds."""
+    shards, alone = {}, 0.0
+    for r in records:
+        if r.get("device", "cpu") == "cpu":
+            continue
+        if r.get("shard_seconds") is not None:
+            shards[r["shard"]] = r["shard_seconds"]
+        else:
+            alone += r["train_seconds"] + r["eval_seconds"]
+    return (sum(shards.values()) + alone) / 3600
+
+
 def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, float] | None = None) -> dict:
     """Per figure: cells, trained, implied, failed, missing and the hours predicted for the missing
     (`prices`: run id -> seconds); and the GPU-hours the landed cells took."""
@@ -74,8 +88,7 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
-    spent = sum(r["train_seconds"] + r["eval_seconds"] for r in records.values() if r["device"] != "cpu")
-    return {"figures": figures, "gpu_hours": round(spent / 3600, 3)}
+    return {"figures": figures, "gpu_hours": round(gpu_hours(all_landed(folder)), 3)}
 
 
 def table(state: dict) -> str:
@@ -97,7 +110,9 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         shard = read(file)
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
             raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
-        records += [check(r, Landed, f"{file}: runs[{i}]") for i, r in enumerate(shard["runs"])]
+        # each record keeps its shard and the shard's wall seconds: its cells shared the GPU
+        records += [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
+                     "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]
     cells = all_landed(path)
     added = [r for r in records if r not in cells and not cells.append(r)]
     if added:

@@ -210,6 +210,7 @@ def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, 
     assert "figures/figure3.png" in report and "runs: 3" in report
     assert "| standard | 16 |" in report  # the minimal-width table from the landed cells
     assert (tmp_path / "paper" / "figures" / "figure3.png").stat().st_size > 0
+    assert "| ed_n4-linear-w32-s0 | finished | 0.930 |" in (tmp_path / "paper" / "cells.md").read_text()
     from pipeline.grid import implied_cells
 
     assert implied_cells(params, runs) == {("ed", "standard", 4, 32), ("ed", "standard", 4, 64),
@@ -223,3 +224,37 @@ def test_a_shard_of_unknown_cells_is_refused_before_anything(tmp_path, params, m
     with pytest.raises(ValueError, match="shard --cells: 'ed_n9-standard-w16-s0' is not a run of"):
         shard.run(params, 100.0, tmp_path / "back", cells=["ed_n4-standard-w16-s0", "ed_n9-standard-w16-s0"])
     assert not (tmp_path / "back").exists() and not (tmp_path / "data").exists()
+
+
+def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_path):
+    from pipeline.cells import cells_report, sequences_to
+    from pipeline.grid import all_landed
+
+    passing = landed("ed_n4-standard-w16-s0", 0.95)
+    passing["curve"] = [{"step": 10, "sequences": 5120, "acc": 0.5}, {"step": 20, "sequences": 10240, "acc": 0.93},
+                        {"step": 30, "sequences": 15360, "acc": 0.995}]
+    first = tmp_path / "a.json"
+    first.write_text(json.dumps({"runs": [passing, landed("ed_n4-linear-w16-s0", 0.2)], "seconds": 900.0}))
+    again = landed("ed_n4-linear-w16-s0", 0.4, seconds=1700.0)
+    second = tmp_path / "b.json"
+    second.write_text(json.dumps({"runs": [landed("ed_n4-standard-w32-s0", 0.5), again], "seconds": 1800.0}))
+    cells = tmp_path / "cells.json"
+    land([first, second], cells)
+    records = all_landed(cells)
+    assert sequences_to(passing["curve"], 0.9) == 10240 and sequences_to(passing["curve"], 0.999) is None
+    text = cells_report(records, {"ed_n4-standard-w16-s0": 360.0, "ed_n4-linear-w16-s0": 720.0})
+    row = "| ed_n4-standard-w16-s0 | finished | 0.950 | 0.01M | 0.02M | 0.02M | 1800 | 360 | NVIDIA H100 | abc |"
+    assert row in text
+    assert "0 of 1 such cells trained anyway passed" in text  # w32 above the passing w16 did not pass
+    assert "| ed_n4-standard-w32-s0 | w16 | 0.500 | no |" in text
+    assert "| ed_n4-linear-w16-s0 | 0.200, 0.400 |" in text  # the cell trained twice
+    assert "GPU-hours spent: 0.75" in text  # the two shards' wall seconds, not the runs' summed seconds
+    assert status_hours(tmp_path, cells) == 0.75
+
+
+def status_hours(tmp_path: Path, cells: Path) -> float:
+    path = tmp_path / "p.yaml"
+    tasks = {"ed": {"sizes": [4], "options": {"using": 8}}}
+    path.write_text(yaml.safe_dump({"generate": generate_section(tasks=tasks),
+                                    "train": train_section(datasets=["ed_n4"], widths=[16, 32])}))
+    return status(path, cells)["gpu_hours"]

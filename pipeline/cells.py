@@ -1,0 +1,91 @@
+"""The paper's landed cells (reports/paper/cells.json), one row each: what the cell reached and when,
+what it cost and where it was made; then the width search's check (cells above a passing width,
+trained anyway), the cells trained more than once, and the GPU-hours spent against `predict-hours`'
+price of the same cells."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .grid import SEARCH_THRESHOLD, gpu_hours
+
+
+def sequences_to(curve: list[dict] | None, threshold: float) -> int | None:
+    """Training sequences at the first validation that reached `threshold` (None: never, or no curve)."""
+    return next((p["sequences"] for p in curve or [] if (p.get("acc") or 0.0) >= threshold), None)
+
+
+def _millions(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.2f}M"
+
+
+def _acc(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _passes(r: dict) -> bool:
+    return r["status"] == "finished" and (r["graded_acc"] or 0.0) >= SEARCH_THRESHOLD
+
+
+def _row(r: dict, price: float | None) -> str:
+    curve = r.get("curve")
+    seen = curve[-1]["sequences"] if curve else None
+    return (f"| {r['run']} | {r['status']} | {_acc(r['graded_acc'])} | {_millions(sequences_to(curve, 0.9))} | "
+            f"{_millions(sequences_to(curve, 0.99))} | {_millions(seen)} | {r['train_seconds']:.0f} | "
+            f"{'-' if price is None else f'{price:.0f}'} | {r['device']} | {r['git_rev'] or '-'} |")
+
+
+def cells_report(records: list[dict], prices: dict[str, float]) -> str:
+    """`records`: every landed record (a cell trained twice has two); `prices`: run id -> the seconds
+    `predict-hours` prices it at, alone, to the profile's cap."""
+    key = lambda r: (r["task"], r["n"], r["attention"], r["width"], r["seed"])  # noqa: E731
+    records = sorted(records, key=key)
+    lines = ["# The paper's landed cells", "",
+             "Every cell trained on a GPU and landed (`python -m pipeline land`), from `cells.json`. Accuracy: "
+             "graded test accuracy; sequences to 90% and 99%: the first validation that reached it (validation "
+             "accuracy, on the validation split); seconds: the run's own training seconds (runs of one shard "
+             "share the GPU); price: what `predict-hours` prices the run at alone, to the cap.", "",
+             "| run | status | accuracy | sequences to 90% | to 99% | sequences seen | seconds | price (s) | device "
+             "| revision |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [_row(r, prices.get(r["run"])) for r in records]
+
+    passing = {(r["task"], r["n"], r["attention"], r["seed"], r["width"]) for r in records if _passes(r)}
+    checks = [(r, min(w for t, n, a, s, w in passing if (t, n, a, s) == (r["task"], r["n"], r["attention"], r["seed"])
+                      and w < r["width"]))
+              for r in records
+              if any((t, n, a, s) == (r["task"], r["n"], r["attention"], r["seed"]) and w < r["width"]
+                     for t, n, a, s, w in passing)]
+    lines += ["", "## The search's check: cells above a passing width, trained anyway", ""]
+    if checks:
+        held = sum(_passes(r) for r, _ in checks)
+        lines += [f"The search takes a cell above the narrowest passing width (90%) as passing. {held} of "
+                  f"{len(checks)} such cells trained anyway passed.", "",
+                  "| run | implied by | accuracy | passes |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['run']} | w{w} | {_acc(r['graded_acc'])} | {'yes' if _passes(r) else 'no'} |"
+                  for r, w in checks]
+    else:
+        lines.append("None trained yet.")
+
+    twice = defaultdict(list)
+    for r in records:
+        twice[r["run"]].append(r)
+    twice = {run: rs for run, rs in twice.items() if len(rs) > 1}
+    lines += ["", "## Cells trained more than once: the spread", ""]
+    if twice:
+        lines += ["| run | accuracies | sequences to 90% | sequences to 99% | seconds |",
+                  "| --- | --- | --- | --- | --- |"]
+        for run, rs in twice.items():
+            lines.append(f"| {run} | {', '.join(_acc(r['graded_acc']) for r in rs)} | "
+                         f"{', '.join(_millions(sequences_to(r.get('curve'), 0.9)) for r in rs)} | "
+                         f"{', '.join(_millions(sequences_to(r.get('curve'), 0.99)) for r in rs)} | "
+                         f"{', '.join(str(round(r['train_seconds'])) for r in rs)} |")
+    else:
+        lines.append("None yet.")
+
+    priced = sum(prices.get(r["run"], 0.0) for r in records) / 3600
+    lines += ["", "## Cost", "",
+              f"- GPU-hours spent: {gpu_hours(records):.2f} (each shard's wall-clock seconds: generation, "
+              "training and evaluation)",
+              f"- `predict-hours`' price of the same {len(records)} runs, each alone to the cap: {priced:.2f} h",
+              f"- the runs' own training seconds, summed: {sum(r['train_seconds'] for r in records) / 3600:.2f} h", ""]
+    return "\n".join(lines)
