@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say
-from .execution.runtime import Interrupted, carry_on, interruptible
+from .execution.runtime import Interrupted, carry_on, gpu_count, interruptible
 from .grid import FIGURES, cell_status, landed, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
@@ -56,36 +56,33 @@ def frontier(params_path: Path, figure: str | None, every_width: bool, folder: P
     return list(chosen.values())
 
 
-def wall(chosen: list[Run], prices: dict[str, float], slots: int) -> float:
+def wall(chosen: list[Run], prices: dict[str, float], slots: int, gpus: int = 1) -> float:
     """Predicted seconds to train `chosen`: on one slot, one after another; on several, all at once,
-    sharing the GPU, k at once each taking max(1, k / gain) x its price alone (`SHARED_GAIN` where
-    every run is launch-bound, else 1: no gain)."""
+    spread over `gpus`, the k on one GPU each taking max(1, k / gain) x its price alone (`SHARED_GAIN`
+    where every run is launch-bound, else 1: no gain)."""
     if slots <= 1:
         return sum(prices[r.id] for r in chosen)
     gain = SHARED_GAIN if all(r.width <= LAUNCH_BOUND_WIDTH for r in chosen) else 1.0
-    return max(prices[r.id] for r in chosen) * max(1.0, len(chosen) / gain)
+    per_gpu = -(-len(chosen) // max(gpus, 1))
+    return max(prices[r.id] for r in chosen) * max(1.0, per_gpu / gain)
 
 
-def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1) -> list[Run]:
+def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1, gpus: int = 1) -> list[Run]:
     """The runs, cheapest first, whose predicted training (`wall`) takes no more than SAFETY x
     `seconds`; on several slots, no more runs than slots, so that all train at once."""
     out: list[Run] = []
     for run in sorted(runs, key=lambda r: prices[r.id]):
         trial = out + [run]
-        if (slots <= 1 or len(trial) <= slots) and wall(trial, prices, slots) <= SAFETY * seconds:
+        if (slots <= 1 or len(trial) <= slots) and wall(trial, prices, slots, gpus) <= SAFETY * seconds:
             out = trial
     return out
 
 
-def slots_of(concurrency: int) -> int:
-    """Runs the train stage trains at once here: its `concurrency`, else (auto) RUNS_PER_GPU on a GPU
-    (memory permitting: a run that does not fit waits, which the wide runs' gain of 1 prices) and
+def slots_of(concurrency: int, gpus: int) -> int:
+    """Runs the train stage trains at once here: its `concurrency`, else (auto) RUNS_PER_GPU on each
+    GPU (memory permitting: a run that does not fit waits, which the wide runs' gain of 1 prices) and
     one on a CPU."""
-    if concurrency:
-        return concurrency
-    import torch
-
-    return RUNS_PER_GPU if torch.cuda.is_available() else 1
+    return concurrency or (RUNS_PER_GPU * gpus if gpus else 1)
 
 
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
@@ -108,14 +105,16 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         candidates = [known[c] for c in cells]
     else:
         candidates = frontier(params_path, figure, every_width)
-    slots = slots_of(load_section(params_path, "train").concurrency)
-    todo = fitting(candidates, prices, seconds, slots)
+    gpus = gpu_count()
+    slots = slots_of(load_section(params_path, "train").concurrency, gpus)
+    todo = fitting(candidates, prices, seconds, slots, gpus)
     if not todo:
         say("shard: no missing cell fits the seconds given")
         return None
     ids = [r.id for r in todo]
-    say(f"shard: {len(todo)} cells, {min(slots, len(todo))} at once, predicted {wall(todo, prices, slots) / 60:.1f} "
-        "min of training at most: " + ", ".join(ids))
+    minutes = wall(todo, prices, slots, gpus) / 60
+    say(f"shard: {len(todo)} cells, {min(slots, len(todo))} at once, predicted {minutes:.1f} min of training at most: "
+        + ", ".join(ids))
     generate = load_section(params_path, "generate")
     needed = {r.dataset for r in todo}
     for dataset, task in tasks_of(generate, str(params_path)):

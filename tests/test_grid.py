@@ -160,6 +160,7 @@ def test_sharing_a_gpu_slows_each_run_past_the_measured_gain():
     assert wall(small, prices, 8) == pytest.approx(100.0 * 8 / SHARED_GAIN)
     wide = [Run("ed_n4", "standard", 512, s) for s in range(2)]
     assert wall(wide, {r.id: 100.0 for r in wide}, 8) == 200.0  # bound by arithmetic: no gain
+    assert wall(wide, {r.id: 100.0 for r in wide}, 16, gpus=2) == 100.0  # one on each of two GPUs
 
 
 def test_a_shard_stops_training_at_its_deadline_and_keeps_what_finished(tmp_path, monkeypatch):
