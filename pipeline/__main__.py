@@ -152,9 +152,13 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             # the landed records carry their own seconds and device: no runtime folder
-            implied = grid.implied_cells(params, args.landed)
+            implied = grid.cells_in(params, args.landed, "implied")
             records = grid.all_landed(args.landed)
-            report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied, records)
+            begun = {r["task"] for r in records}  # a task's grid is drawn in full once it has a cell
+            missing = {c for c in grid.cells_in(params, args.landed, "missing") if c[0] in begun}
+            report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied, records, missing,
+                             "the landed cells of the paper's grid (`cells.json`; each with its cost and provenance "
+                             "in `cells.md`)")
             from . import hours
             from .cells import cells_report
             from .execution.io import write_text

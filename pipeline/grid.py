@@ -124,9 +124,10 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     return [r["run"] for r in added]
 
 
-def implied_cells(params_path: Path, folder: Path = PAPER_CELLS) -> set[tuple]:
-    """(task, attention, n, width) of every cell the width search implies, for the figures."""
+def cells_in(params_path: Path, folder: Path = PAPER_CELLS, state: str = "implied") -> set[tuple]:
+    """(task, attention, n, width) of every cell of the profile in `state` (implied, missing, ...),
+    for the figures."""
     train: TrainParams = load_section(params_path, "train")
     records = landed(folder)
     return {(task_of(r.dataset), r.attention, int(r.dataset.rsplit("_n", 1)[1]), r.width) for r in train.runs
-            if cell_status(r, train.widths, records) == "implied"}
+            if cell_status(r, train.widths, records) == state}

@@ -16,11 +16,15 @@ MEMORY_SHARE = 0.85
 # (benchmarks/results/sweep.json: 12 runs of widths 32-128 on an H200) ran 8 at once. More would
 # add CPU contention on a 16-core host without more GPU work in flight.
 RUNS_PER_GPU = 8
-# Steps per second that runs of widths up to LAUNCH_BOUND_WIDTH sharing one GPU make together, as a
-# multiple of one such run's priced speed alone: 8 processes of ED n=6 standard w64 each took 13 ms a
-# step on an H100 (reports/schedule, at 85ccb99), where `predict-hours` prices 5.4 ms alone, so
-# 8 x 5.4 / 13 = 3.3. Wider runs are bound by arithmetic, and sharing gains them nothing (1.0).
-SHARED_GAIN = 3.3
+# How much sharing one GPU speeds up runs of widths up to LAUNCH_BOUND_WIDTH, for the slowest of them:
+# k runs at once each take k / SHARED_GAIN times its `predict-hours` price alone (at least 1 time).
+# Measured in the paper's first shard (4 runs of ED n=6 on one H200, at f00616c: ms a step each, with
+# the price alone in brackets): standard w32 11.6 (5.3), w64 7.6 (5.4); linear w32 16.9 (5.1), w64 8.2
+# (5.6). Together they made 2.2 times the steps of one alone, but the slowest, linear w32, ran 3.3
+# times slower than its price, and a shard must bound the slowest: 4 / 3.3 = 1.2. (Eight standard w64
+# on an H100, in the schedule study, ran 13 ms a step each: a gain of 3.3 for that model alone.)
+# Wider runs are bound by arithmetic, and sharing gains them nothing (1.0).
+SHARED_GAIN = 1.2
 LAUNCH_BOUND_WIDTH = 128
 
 

@@ -58,6 +58,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 STOPPING = False  # set once this process has been asked to stop
+IDLE = False  # a stage's pool process between jobs: a stop has nothing to interrupt there
 
 
 def stopping() -> bool:
@@ -75,7 +76,19 @@ def _stop(signum, frame) -> None:
     if STOPPING:  # a second signal (Ctrl-C pressed twice, or forwarded): the first is being handled
         return
     STOPPING = True
+    if IDLE:  # remembered, so that a job that still comes does not start; raising here would
+        return  # only print a traceback from the pool's queue
     raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+def busy(fn, *args):
+    """`fn(*args)` in a pool process, which a stop interrupts only while it runs."""
+    global IDLE
+    IDLE = False
+    try:
+        return fn(*args)
+    finally:
+        IDLE = True
 
 
 def interruptible() -> None:
@@ -118,8 +131,10 @@ def worker_setup(workers: int, gpu_slots=None, parent: int | None = None) -> Non
     cores run several times slower)."""
     from .distributed import pin_gpu
 
+    global IDLE
     if parent is not None:
         die_with_parent(parent)
+    IDLE = True
     interruptible()
     pin_gpu(gpu_slots)  # before torch starts CUDA
     import torch
@@ -155,7 +170,7 @@ def run_all(pool, fn, jobs: list[tuple], label, on_result=lambda job, result: re
     its run at the next step, keeping the last checkpoint), no job that has not started starts, and
     `Interrupted` is raised once every worker is idle, naming the jobs (`label(job)`) that were
     stopped or never started."""
-    futures = [pool.submit(fn, *job) for job in jobs]
+    futures = [pool.submit(busy, fn, *job) for job in jobs]
     try:
         return [on_result(job, f.result()) for job, f in zip(jobs, futures)]
     except KeyboardInterrupt:

@@ -79,10 +79,14 @@ class Grid:
     """The cells of every task: sizes and widths are those seen for the task in any run, so a cell
     with no run is reported as missing, never as 0."""
 
-    def __init__(self, records: list[dict], implied: set[tuple] = frozenset()) -> None:
+    def __init__(self, records: list[dict], implied: set[tuple] = frozenset(),
+                 planned: set[tuple] = frozenset()) -> None:
         """`implied`: (task, attention, n, width) of cells not trained because a narrower width of the
-        same task, size and type passed (the width search); drawn as implied, never as a number."""
+        same task, size and type passed (the width search); drawn as implied, never as a number.
+        `planned`: cells of the sweep that may have no run yet (the paper's grid while it is trained),
+        so that they show as missing."""
         self.records, self.implied = records, set(implied)
+        self.known = self.implied | set(planned)
         self.cells: dict[tuple, Cell] = {}
         self.seq_len: dict[tuple[str, int], int] = {}
         for r in records:
@@ -97,7 +101,8 @@ class Grid:
 
     def attentions(self) -> list[str]:
         """In the registry's order (the paper's row order: standard, linear, sparse)."""
-        order = {r["attention"]: r.get("attention_order", 10**6) for r in self.records}
+        order = {k[1]: 10**6 for k in self.known if k[0] in self.tasks()}
+        order.update({r["attention"]: r.get("attention_order", 10**6) for r in self.records})
         return sorted(order, key=lambda a: (order[a], a))
 
     def label(self, attention: str) -> str:
@@ -108,15 +113,23 @@ class Grid:
         return [reason for cell in self.cells.values() for reason in cell.reasons]
 
     def sizes(self, task: str) -> list[int]:
-        return sorted({r["n"] for r in self.records if r["task"] == task} | {k[2] for k in self.implied
-                                                                             if k[0] == task})
+        return sorted({r["n"] for r in self.records if r["task"] == task} | {k[2] for k in self.known if k[0] == task})
 
     def widths(self, task: str) -> list[int]:
-        return sorted({r["width"] for r in self.records if r["task"] == task} | {k[3] for k in self.implied
+        return sorted({r["width"] for r in self.records if r["task"] == task} | {k[3] for k in self.known
                                                                                  if k[0] == task})
 
     def cell(self, task: str, attention: str, n: int, width: int) -> Cell | None:
         return self.cells.get((task, attention, n, width))
+
+    def length(self, task: str, n: int) -> str:
+        """`n=12 (L=212)`, or `n=12` for a size with no run yet."""
+        return f"n={n} (L={self.seq_len[task, n]})" if (task, n) in self.seq_len else f"n={n}"
+
+    def untested_below(self, task: str, attention: str, n: int, width: int) -> bool:
+        """Whether a width narrower than `width` has no accuracy (not trained yet, or failed)."""
+        return any((c := self.cell(task, attention, n, w)) is None or c.acc is None
+                   for w in self.widths(task) if w < width)
 
     def min_width(self, task: str, attention: str, n: int, threshold: float) -> int | None:
         """The smallest width whose mean accuracy reaches the threshold (None: no width does)."""
@@ -175,7 +188,7 @@ def compute_curve(grid: Grid, task: str, attention: str, threshold: float) -> li
     for n in grid.sizes(task):
         width = grid.min_width(task, attention, n, threshold)
         cell = grid.cell(task, attention, n, width) if width else None
-        points.append({"n": n, "L": grid.seq_len[task, n], "width": width,
+        points.append({"n": n, "L": grid.seq_len.get((task, n)), "width": width,
                        "flops": cell.mean("flops_per_sequence") if cell else None,
                        "seconds": cell.mean("train_seconds") if cell else None})  # seconds: runtime report only
     return points

@@ -44,7 +44,8 @@ def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
                 text += f"\n({100 * cell.spread[0]:.0f}-{100 * cell.spread[1]:.0f})"
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if cell.acc < 0.6 else "black")
     ax.set_xticks(range(len(widths)), [str(w) for w in widths])
-    ax.set_yticks(range(len(sizes)), [f"n={n}\nL={grid.seq_len[task, n]}" for n in sizes])
+    ax.set_yticks(range(len(sizes)), [f"n={n}\nL={grid.seq_len[task, n]}" if (task, n) in grid.seq_len else f"n={n}"
+                                      for n in sizes])
     ax.set_xlabel("embedding width")
     ax.set_ylabel("problem size")
     ax.set_title(f"{grid.label(attention)} - {TITLES.get(task, task)}", fontsize=9)
@@ -96,7 +97,7 @@ def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], threshol
             ax.set_title(f"{TITLES.get(task, task)}: {name}", fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
             if ax.lines:  # ticks at the task's sequence lengths, written plainly, on at least a decade
-                lengths = sorted(grid.seq_len[task, n] for n in grid.sizes(task))
+                lengths = sorted(grid.seq_len[task, n] for n in grid.sizes(task) if (task, n) in grid.seq_len)
                 ax.set_xlim(*at_least_a_decade(lengths[0] / 1.2, lengths[-1] * 1.2))
                 ax.set_xticks(lengths)
                 ax.tick_params(axis="x", labelrotation=45, labelsize=7)

@@ -98,9 +98,11 @@ def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) 
 
 
 def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUNTIME_TRAIN,
-        out: Path = REPORTS, implied: set[tuple] = frozenset(), records: list[dict] | None = None) -> None:
+        out: Path = REPORTS, implied: set[tuple] = frozenset(), records: list[dict] | None = None,
+        planned: set[tuple] = frozenset(), source: str | None = None) -> None:
     """`implied`: cells the width search did not train; `records`: the results, if not those in the
-    folder `results` (the paper's report: the landed cells, `grid.all_landed`)."""
+    folder `results` (the paper's report: the landed cells, `grid.all_landed`); `planned`: cells of
+    the sweep with no result yet, drawn as missing; `source`: where the results came from, in words."""
     params: ReportParams = load_section(params_path, "report")
     if records is None:
         records = load_metrics(results) if results.is_dir() else []
@@ -112,18 +114,21 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     for folder in (out, out / "figures", out / "plots", out / "runtime"):
         check_writable(folder)
         remove_temporaries(folder, depth=0)  # what a killed earlier attempt was writing
-    grid = Grid(records, implied)
+    grid = Grid(records, implied, planned)
     made = figures(grid, params.thresholds, out / "figures")
     rows = plot_rows(grid, params.thresholds)
     write_text(out / "plots" / "min_width.csv", csv_text(rows))
-    write_text(out / "report.md", report(grid, params.thresholds, made, params.budgets))
-    timed = Grid([{**r, **{k: v for k, v in timings[r["run"]].items() if k != "run"}} for r in records])
+    write_text(out / "report.md", report(grid, params.thresholds, made, params.budgets,
+                                         *([source] if source else [])))
+    # a run's timing from runtime/, or from its own record (a landed cell of the paper's grid carries it)
+    merged = [{**r, **{k: v for k, v in timings[r["run"]].items() if k != "run"}} for r in records]
+    timed = Grid(merged)
     save(compute_figure(timed, timed.tasks(), timed.attentions(), params.thresholds,
                         (("seconds", "training seconds"),)), out / "runtime" / "seconds.png")
     extra = {"Training seconds against problem size for the smallest sufficient model": "seconds.png"}
     write_text(out / "runtime" / "report.md", runtime_report(timed, params.thresholds, extra,
-                                                              provenance(list(timings.values()))))
-    sweeps = provenance(list(timings.values()))["sweeps"]
+                                                              provenance(merged)))
+    sweeps = provenance(merged)["sweeps"]
     log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
                  sweeps[0] if len(sweeps) == 1 else "mixed")
     say(f"report: {len(records)} runs -> {out / 'report.md'}, {len(made)} figures")
