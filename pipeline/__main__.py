@@ -124,8 +124,7 @@ def dispatch(args: argparse.Namespace) -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
-            prediction = hours.predict(params, hours.load_records(list(hours.DEFAULT_BENCH)))
-            state = grid.status(params, args.landed, next(iter(prediction["caps"].values()))["per_run"])
+            state = grid.status(params, args.landed, hours.prices(params))
         print(json.dumps(state, indent=1) if args.json else grid.table(state))
     elif args.command == "land":
         from . import grid
@@ -152,10 +151,11 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             # the landed records carry their own seconds and device: no runtime folder
-            implied = grid.cells_in(params, args.landed, "implied")
             records = grid.all_landed(args.landed)
+            states = grid.cell_states(params, records)
+            implied = {c for c, s in states.items() if s == "implied"}
             begun = {r["task"] for r in records}  # a task's grid is drawn in full once it has a cell
-            missing = {c for c in grid.cells_in(params, args.landed, "missing") if c[0] in begun}
+            missing = {c for c, s in states.items() if s == "missing" and c[0] in begun}
             report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied, records, missing,
                              "the landed cells of the paper's grid (`cells.json`; each with its cost and provenance "
                              "in `cells.md`)")
@@ -163,9 +163,7 @@ def dispatch(args: argparse.Namespace) -> None:
             from .cells import cells_report
             from .execution.io import write_text
 
-            prediction = hours.predict(params, hours.load_records(list(hours.DEFAULT_BENCH)))
-            prices = next(iter(prediction["caps"].values()))["per_run"]
-            write_text(args.out / "cells.md", cells_report(records, prices))
+            write_text(args.out / "cells.md", cells_report(records, hours.prices(params)))
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .grid import SEARCH_THRESHOLD, gpu_hours
+from .grid import gpu_hours, passes
 
 
 def sequences_to(curve: list[dict] | None, threshold: float) -> int | None:
@@ -21,10 +21,6 @@ def _millions(n: int | None) -> str:
 
 def _acc(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
-
-
-def _passes(r: dict) -> bool:
-    return r["status"] == "finished" and (r["graded_acc"] or 0.0) >= SEARCH_THRESHOLD
 
 
 def _row(r: dict, price: float | None) -> str:
@@ -49,19 +45,20 @@ def cells_report(records: list[dict], prices: dict[str, float]) -> str:
              "| revision |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [_row(r, prices.get(r["run"])) for r in records]
 
-    passing = {(r["task"], r["n"], r["attention"], r["seed"], r["width"]) for r in records if _passes(r)}
-    checks = [(r, min(w for t, n, a, s, w in passing if (t, n, a, s) == (r["task"], r["n"], r["attention"], r["seed"])
-                      and w < r["width"]))
-              for r in records
-              if any((t, n, a, s) == (r["task"], r["n"], r["attention"], r["seed"]) and w < r["width"]
-                     for t, n, a, s, w in passing)]
+    narrowest: dict[tuple, int] = {}  # (task, n, attention, seed) -> its narrowest passing width
+    for r in records:
+        if passes(r):
+            group = (r["task"], r["n"], r["attention"], r["seed"])
+            narrowest[group] = min(r["width"], narrowest.get(group, r["width"]))
+    checks = [(r, w) for r in records
+              if (w := narrowest.get((r["task"], r["n"], r["attention"], r["seed"]))) is not None and w < r["width"]]
     lines += ["", "## The search's check: cells above a passing width, trained anyway", ""]
     if checks:
-        held = sum(_passes(r) for r, _ in checks)
+        held = sum(passes(r) for r, _ in checks)
         lines += [f"The search takes a cell above the narrowest passing width (90%) as passing. {held} of "
                   f"{len(checks)} such cells trained anyway passed.", "",
                   "| run | implied by | accuracy | passes |", "| --- | --- | --- | --- |"]
-        lines += [f"| {r['run']} | w{w} | {_acc(r['graded_acc'])} | {'yes' if _passes(r) else 'no'} |"
+        lines += [f"| {r['run']} | w{w} | {_acc(r['graded_acc'])} | {'yes' if passes(r) else 'no'} |"
                   for r, w in checks]
     else:
         lines.append("None trained yet.")

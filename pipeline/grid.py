@@ -42,10 +42,19 @@ def all_landed(path: Path = PAPER_CELLS) -> list[dict]:
 
 def landed(path: Path = PAPER_CELLS) -> dict[str, dict]:
     """run id -> its landed record (the first, where a cell was trained more than once)."""
+    return first_records(all_landed(path))
+
+
+def first_records(records: list[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    for record in all_landed(path):
+    for record in records:
         out.setdefault(record["run"], record)
     return out
+
+
+def passes(record: dict) -> bool:
+    """Whether a landed record passes the width search's threshold."""
+    return record["status"] == "finished" and (record["graded_acc"] or 0.0) >= SEARCH_THRESHOLD
 
 
 def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
@@ -56,7 +65,7 @@ def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
         return "trained" if record["status"] == "finished" else "failed"
     for width in (w for w in widths if w < run.width):
         narrower = records.get(Run(run.dataset, run.attention, width, run.seed).id)
-        if narrower and narrower["status"] == "finished" and (narrower["graded_acc"] or 0.0) >= SEARCH_THRESHOLD:
+        if narrower and passes(narrower):
             return "implied"
     return "missing"
 
@@ -79,7 +88,8 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
     """Per figure: cells, trained, implied, failed, missing and the hours predicted for the missing
     (`prices`: run id -> seconds); and the GPU-hours the landed cells took."""
     train: TrainParams = load_section(params_path, "train")
-    records = landed(folder)
+    everything = all_landed(folder)
+    records = first_records(everything)
     figures = {}
     for figure, (tasks, attentions) in FIGURES.items():
         runs = [r for r in train.runs if task_of(r.dataset) in tasks and r.attention in attentions]
@@ -88,7 +98,7 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
-    return {"figures": figures, "gpu_hours": round(gpu_hours(all_landed(folder)), 3)}
+    return {"figures": figures, "gpu_hours": round(gpu_hours(everything), 3)}
 
 
 def table(state: dict) -> str:
@@ -124,10 +134,10 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     return [r["run"] for r in added]
 
 
-def cells_in(params_path: Path, folder: Path = PAPER_CELLS, state: str = "implied") -> set[tuple]:
-    """(task, attention, n, width) of every cell of the profile in `state` (implied, missing, ...),
-    for the figures."""
+def cell_states(params_path: Path, records: list[dict]) -> dict[tuple, str]:
+    """(task, attention, n, width) -> status (`cell_status`) of every cell of the profile, given the
+    landed `records` (`all_landed`), for the figures."""
     train: TrainParams = load_section(params_path, "train")
-    records = landed(folder)
-    return {(task_of(r.dataset), r.attention, int(r.dataset.rsplit("_n", 1)[1]), r.width) for r in train.runs
-            if cell_status(r, train.widths, records) == state}
+    first = first_records(records)
+    return {(task_of(r.dataset), r.attention, int(r.dataset.rsplit("_n", 1)[1]), r.width):
+            cell_status(r, train.widths, first) for r in train.runs}

@@ -54,6 +54,12 @@ def nearest(records: list[dict], attention: str, width: int, length: int) -> dic
     return min(own, key=lambda r: (abs(math.log2(r["width"] / width)), abs(r["L"] - length)))
 
 
+def prices(params: Path) -> dict[str, float]:
+    """Run id -> its predicted seconds alone, to the profile's cap, from the default benchmark file."""
+    prediction = predict(params, load_records(list(DEFAULT_BENCH)))
+    return next(iter(prediction["caps"].values()))["per_run"]
+
+
 def predict(params: Path, records: list[dict], caps: list[int] | None = None) -> dict:
     from .generation import tasks_of
     from .params import load_section

@@ -95,10 +95,10 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     from .stages import train as train_stage
 
     began = time.time()
-    prediction = hours.predict(params_path, hours.load_records(list(hours.DEFAULT_BENCH)))
-    prices = next(iter(prediction["caps"].values()))["per_run"]
+    prices = hours.prices(params_path)
+    train = load_section(params_path, "train")
     if cells:
-        known = {r.id: r for r in load_section(params_path, "train").runs}
+        known = {r.id: r for r in train.runs}
         unknown = [c for c in cells if c not in known]
         if unknown:
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
@@ -106,7 +106,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     else:
         candidates = frontier(params_path, figure, every_width)
     gpus = gpu_count()
-    slots = slots_of(load_section(params_path, "train").concurrency, gpus)
+    slots = slots_of(train.concurrency, gpus)
     todo = fitting(candidates, prices, seconds, slots, gpus)
     if not todo:
         say("shard: no missing cell fits the seconds given")
@@ -122,9 +122,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             write_dataset(task, generate.sizes, generate.seed, DATA / dataset.name)
     finished = train_until(params_path, ids, began + seconds - STOP_MARGIN, train_stage.run)
     cut = [i for i in ids if i not in finished]
-    sweep = load_section(params_path, "train").sweep
     if finished:
-        evaluate_stage.run(params_path, only=finished, sweep_name=sweep)
+        evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
     revision = git_rev()
     records = []
     for run_id in finished:

@@ -118,8 +118,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     made = figures(grid, params.thresholds, out / "figures")
     rows = plot_rows(grid, params.thresholds)
     write_text(out / "plots" / "min_width.csv", csv_text(rows))
-    write_text(out / "report.md", report(grid, params.thresholds, made, params.budgets,
-                                         *([source] if source else [])))
+    write_text(out / "report.md", report(grid, params.thresholds, made, params.budgets, source))
     # a run's timing from runtime/, or from its own record (a landed cell of the paper's grid carries it)
     merged = [{**r, **{k: v for k, v in timings[r["run"]].items() if k != "run"}} for r in records]
     timed = Grid(merged)
