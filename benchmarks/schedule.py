@@ -84,7 +84,7 @@ def train_curve(config: Config, folder: Path, meta: dict, run_settings: dict, wo
 
     from lightning.pytorch.callbacks import Timer
 
-    from pipeline.execution.runtime import Curve
+    from pipeline.execution.callbacks import Curve
     from pipeline.training import fit
 
     start = time.perf_counter()

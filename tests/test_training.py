@@ -263,9 +263,9 @@ def test_an_unknown_profile_is_one_line_error():
 
 
 def test_progress_lines_while_a_run_trains_in_any_terminal_or_log(dataset, tmp_path, monkeypatch, capsys):
-    from pipeline.execution import runtime
+    from pipeline.execution import callbacks
 
-    monkeypatch.setattr(runtime, "PROGRESS_EVERY", 0.0)  # a line at every chance
+    monkeypatch.setattr(callbacks, "PROGRESS_EVERY", 0.0)  # a line at every chance
     train_stage.train_run(Run("lis_n5", "standard", 16, 5), params(), dataset, tmp_path / "runs", tmp_path / "rt",
                           "[1/1] ")
     err = capsys.readouterr().err
@@ -364,7 +364,7 @@ def test_every_compile_mode_is_accepted_by_the_params_and_known_to_training():
 
 
 def test_the_segment_clock_keeps_the_largest_peak_gpu_memory_of_every_segment(tmp_path, monkeypatch):
-    from pipeline.execution.runtime import SegmentClock
+    from pipeline.execution.callbacks import SegmentClock
 
     allocated = {"now": 3 * 2**30}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

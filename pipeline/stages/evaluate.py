@@ -27,7 +27,6 @@ from ..execution.capacity import RUNS_PER_GPU
 from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
     Interrupted,
-    Progress,
     device,
     gpu_count,
     interruptible,
@@ -84,6 +83,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
         scores, reused = dict.fromkeys(SCORES), False
     else:
         from ..evaluation import evaluate
+        from ..execution.callbacks import Progress
 
         start = time.perf_counter()
         logger = wandb_logger(run, train["sweep"], meta, "evaluate",

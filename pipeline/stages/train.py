@@ -31,10 +31,7 @@ from ..execution.capacity import gpu_workers, peak_gib
 from ..execution.distributed import Group, distributed, launch
 from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
-    Curve,
     Interrupted,
-    Progress,
-    SegmentClock,
     gpu_count,
     interruptible,
     lightning_stops,
@@ -150,6 +147,8 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         with lightning_stops(stopped):
             fit(folder, meta, out, run.__dict__, params.training(), resume=plan["resume"])
         return {}
+    from ..execution.callbacks import Curve, Progress, SegmentClock
+
     state, created = plan["state"], plan["created"]
     try:
         config = {"run": run.__dict__, "train": params.training(), "sweep": params.sweep, "key": key,
