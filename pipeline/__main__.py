@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
                     help="every missing width, not only the width search's next one of each task, size and type")
     sh.add_argument("--cells", help="comma-separated run ids to train whatever their status (an implied cell, to "
                                     "check the search; a landed one, to see the spread)")
+    sh.add_argument("--fill", action="store_true",
+                    help="start as many cells as run at once, whether or not they fit: those cut off are carried")
+    sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
+                    help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
                                              "cells.md and figures, implied cells drawn as such")
     params_or_profile(pr)
@@ -141,7 +145,8 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             cells = [c for c in (args.cells or "").split(",") if c]
-            shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None)
+            shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
+                      args.fill, args.resume_from)
     elif args.command == "paper-report":
         import tempfile
 

@@ -7,15 +7,23 @@ datasets, trains and evaluates them here, and writes one shard file to DIR with 
 curve, cost and provenance. Back home, `python -m pipeline land DIR/shard-*.json` puts them into
 reports/paper/cells.json, where `grid-status` and the paper's report read them.
 
+Runs cut off at the deadline are carried, not lost: their last checkpoints go into one small archive
+beside the shard file (as far as CARRY_BYTES allows: the widths up to about 128), and the next
+shard, on another bare machine, resumes them from it (`--resume-from`). `--fill` uses this on
+purpose: it starts as many cells as the GPU runs at once, whether or not they can finish.
+
 Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
 remote and returns a few small files; the checkpoints stay there, the results come back.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +42,9 @@ SAFETY = 0.8  # of the seconds given, what the chosen runs' predicted training m
 # runs it cuts off are named in the shard file and not landed, and the finished ones are evaluated
 # (about 5 s a run on a GPU) and written in the time left.
 STOP_MARGIN = 90.0
+# The carried checkpoints' archive at most: what a lent machine returns of one file is 16 MB.
+CARRY_BYTES = 15 * 2**20
+CARRIED = ("resume.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # what a run resumes from
 
 
 def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_CELLS) -> list[Run]:
@@ -86,9 +97,12 @@ def slots_of(concurrency: int, gpus: int) -> int:
 
 
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
-        command: str = "python -m pipeline shard", cells: list[str] | None = None) -> Path | None:
+        command: str = "python -m pipeline shard", cells: list[str] | None = None, fill: bool = False,
+        resume_from: Path | None = None) -> Path | None:
     """`cells`: exactly these run ids of the profile, whatever their status (an implied cell trained
-    to check the search, or a landed one trained again to see the spread), as far as they fit."""
+    to check the search, or a landed one trained again to see the spread), as far as they fit.
+    `resume_from`: a carry archive of an earlier shard, whose runs go on first; `fill`: as many cells
+    as run at once, whether or not they fit (those cut off are carried)."""
     from . import hours
     from .generation import tasks_of, write_dataset
     from .stages import evaluate as evaluate_stage
@@ -97,17 +111,21 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     began = time.time()
     prices = hours.prices(params_path)
     train = load_section(params_path, "train")
+    known = {r.id: r for r in train.runs}
     if cells:
-        known = {r.id: r for r in train.runs}
         unknown = [c for c in cells if c not in known]
         if unknown:
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
         candidates = [known[c] for c in cells]
     else:
         candidates = frontier(params_path, figure, every_width)
+    carried = unpack(resume_from, known, RUNS) if resume_from else {}
+    for run_id, steps in carried.items():  # a carried run costs what it has left
+        prices[run_id] *= max(0.0, 1 - steps / train.max_steps)
+    candidates = [known[i] for i in carried] + [r for r in candidates if r.id not in carried]
     gpus = gpu_count()
     slots = slots_of(train.concurrency, gpus)
-    todo = fitting(candidates, prices, seconds, slots, gpus)
+    todo = candidates[:slots] if fill else fitting(candidates, prices, seconds, slots, gpus)
     if not todo:
         say("shard: no missing cell fits the seconds given")
         return None
@@ -122,6 +140,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             write_dataset(task, generate.sizes, generate.seed, DATA / dataset.name)
     finished = train_until(params_path, ids, began + seconds - STOP_MARGIN, train_stage.run)
     cut = [i for i in ids if i not in finished]
+    waiting = [i for i in carried if i not in ids]  # carried in, not trained here: carried on
     if finished:
         evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
     revision = git_rev()
@@ -135,12 +154,76 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
                         "git_rev": trained["git_rev"] or revision, "versions": trained["versions"],
                         "command": command})
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"shard-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))}.json"
-    path.write_text(json.dumps({"runs": records, "cut_off": cut, "params": str(params_path),
-                                "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)}, indent=1) + "\n")
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
+    carry = out / f"carry-{stamp}.tar.gz"
+    kept = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else {}
+    path = out / f"shard-{stamp}.json"
+    path.write_text(json.dumps({"runs": records, "cut_off": cut, "carried": kept, "carry": carry.name if kept else None,
+                                "params": str(params_path), "seconds": round(time.time() - began, 1),
+                                "runs_dir": str(RUNS)}, indent=1) + "\n")
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
-        f"land {path.name})")
+        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name} (--resume-from)" if kept else ""))
     return path
+
+
+def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> dict[str, int]:
+    """The checkpoints the runs `ids` resume from, into `archive` with a manifest (steps done, key,
+    revision), as many as fit CARRY_BYTES, in order; returns {run id: steps done}."""
+    import torch
+
+    members: list[tuple[str, bytes]] = []
+    manifest: dict[str, dict] = {}
+    size = 0
+    for run_id in ids:
+        files = {name: runs / run_id / name for name in CARRIED if (runs / run_id / name).is_file()}
+        if "checkpoints/last.ckpt" not in files or "resume.json" not in files:
+            continue  # cut off before its first checkpoint: nothing to carry
+        data = {name: f.read_bytes() for name, f in files.items()}
+        if size + sum(map(len, data.values())) > CARRY_BYTES:
+            say(f"shard: {run_id} not carried: its checkpoints would take the archive past {CARRY_BYTES >> 20} MB")
+            continue
+        steps = torch.load(files["checkpoints/last.ckpt"], map_location="cpu", weights_only=False)["global_step"]
+        manifest[run_id] = {"steps": int(steps), "key": json.loads(data["resume.json"])["key"], "git_rev": revision}
+        members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
+        size += sum(map(len, data.values()))
+    if not manifest:
+        return {}
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, blob in [("carry.json", json.dumps(manifest, indent=1).encode()), *members]:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return {run_id: m["steps"] for run_id, m in manifest.items()}
+
+
+def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
+    """A carry archive into `runs`, checked first: only the profile's runs and the files a run resumes
+    from; returns {run id: steps done}. A run already in `runs` is left as it is."""
+    pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            manifest = json.load(tar.extractfile("carry.json"))
+    except (tarfile.TarError, KeyError, json.JSONDecodeError, AttributeError, OSError) as err:
+        raise ValueError(f"shard --resume-from: {archive}: not a carry archive ({err})") from None
+    bad = [m.name for m in members if m.name != "carry.json"
+           and not (m.isfile() and pattern.fullmatch(m.name) and m.name.split("/")[0] in manifest)]
+    bad += [i for i in manifest if i not in known or not isinstance(manifest[i].get("steps"), int)]
+    if bad:
+        raise ValueError(f"shard --resume-from: {archive}: {bad[0]!r} is not a carried run of this profile")
+    out = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for run_id, entry in manifest.items():
+            if (runs / run_id).exists():
+                say(f"shard: {run_id} is already in {runs}: kept as it is, not taken from {archive.name}")
+                continue
+            tar.extractall(runs, members=[m for m in tar.getmembers() if m.name.startswith(run_id + "/")],
+                           filter="data")
+            out[run_id] = entry["steps"]
+            if entry.get("git_rev") != git_rev():
+                say(f"shard: {run_id} was carried from revision {entry.get('git_rev')}; if its code changed since, "
+                    "it trains again from the start")
+    return out
 
 
 def train_until(params_path: Path, ids: list[str], deadline: float, train) -> list[str]:

@@ -264,3 +264,61 @@ def status_hours(tmp_path: Path, cells: Path) -> float:
     path.write_text(yaml.safe_dump({"generate": generate_section(tasks=tasks),
                                     "train": train_section(datasets=["ed_n4"], widths=[16, 32])}))
     return status(path, cells)["gpu_hours"]
+
+
+@pytest.mark.slow
+def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, monkeypatch):
+    """A shard filled past its time cuts its run off and carries the checkpoint in an archive; a
+    shard on a bare machine (the same folder, emptied) resumes the run from there, not from the start."""
+    import shutil
+    import tarfile
+
+    from pipeline import shard
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "generate": generate_section(tasks={"lis": {"sizes": [5], "options": {"number_range": None}}}, train_size=200),
+        "train": train_section(max_steps=100000, val_every=20, val_generation=2, sweep="paper"),
+        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(shard, "STOP_MARGIN", 0.0)
+    run_id = "lis_n5-standard-w16-s0"
+    work, back = tmp_path / "work", tmp_path / "back"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    record = json.loads(shard.run(params, 15.0, back, fill=True).read_text())
+    assert record["runs"] == [] and record["cut_off"] == [run_id] and record["carried"][run_id] > 0
+    archive = back / record["carry"]
+    with tarfile.open(archive) as tar:
+        assert set(tar.getnames()) - {f"{run_id}/checkpoints/best.ckpt"} == {
+            "carry.json", f"{run_id}/checkpoints/last.ckpt", f"{run_id}/resume.json"}
+
+    shutil.rmtree(work)  # a bare machine: no data, no runs
+    work.mkdir()
+    monkeypatch.chdir(work)
+    again = json.loads(shard.run(params, 15.0, back, fill=True, resume_from=archive).read_text())
+    resumed = json.loads((work / "runs" / run_id / "resume.json").read_text())
+    assert len(resumed["segments"]) == 2 and again["carried"][run_id] > record["carried"][run_id]
+
+
+def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
+    import io
+    import tarfile
+
+    from pipeline.params import Run
+    from pipeline.shard import unpack
+
+    known = {"lis_n5-standard-w16-s0": Run("lis_n5", "standard", 16, 0)}
+    archive = tmp_path / "carry.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, blob in (("carry.json", b'{"lis_n5-standard-w16-s0": {"steps": 5}}'),
+                           ("lis_n5-standard-w16-s0/../../evil.py", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(ValueError, match="evil.py' is not a carried run of this profile"):
+        unpack(archive, known, tmp_path / "runs")
+    (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="junk.tar.gz: not a carry archive"):
+        unpack(tmp_path / "junk.tar.gz", known, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
