@@ -168,7 +168,8 @@ def dispatch(args: argparse.Namespace) -> None:
             from .cells import cells_report
             from .execution.io import write_text
 
-            write_text(args.out / "cells.md", cells_report(records, hours.prices(params)))
+            shards = grid.landed_shards(args.landed)
+            write_text(args.out / "cells.md", cells_report(records, hours.prices(params), shards))
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

@@ -31,9 +31,9 @@ def _row(r: dict, price: float | None) -> str:
             f"{'-' if price is None else f'{price:.0f}'} | {r['device']} | {r['git_rev'] or '-'} |")
 
 
-def cells_report(records: list[dict], prices: dict[str, float]) -> str:
+def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str, dict] | None = None) -> str:
     """`records`: every landed record (a cell trained twice has two); `prices`: run id -> the seconds
-    `predict-hours` prices it at, alone, to the profile's cap."""
+    `predict-hours` prices it at, alone, to the profile's cap; `shards`: the landed shards."""
     key = lambda r: (r["task"], r["n"], r["attention"], r["width"], r["seed"])  # noqa: E731
     records = sorted(records, key=key)
     lines = ["# The paper's landed cells", "",
@@ -81,7 +81,7 @@ def cells_report(records: list[dict], prices: dict[str, float]) -> str:
 
     priced = sum(prices.get(r["run"], 0.0) for r in records) / 3600
     lines += ["", "## Cost", "",
-              f"- GPU-hours spent: {gpu_hours(records):.2f} (each shard's wall-clock seconds: generation, "
+              f"- GPU-hours spent: {gpu_hours(records, shards):.2f} (each shard's wall-clock seconds: generation, "
               "training and evaluation)",
               f"- `predict-hours`' price of the same {len(records)} runs, each alone to the cap: {priced:.2f} h",
               f"- the runs' own training seconds, summed: {sum(r['train_seconds'] for r in records) / 3600:.2f} h", ""]

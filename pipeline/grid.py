@@ -40,6 +40,17 @@ def all_landed(path: Path = PAPER_CELLS) -> list[dict]:
     return [check(r, Landed, f"{path}: cells[{i}]") for i, r in enumerate(data["cells"])]
 
 
+def landed_shards(path: Path = PAPER_CELLS) -> dict[str, dict]:
+    """Shard file name -> {"seconds", "device", "carried"} of every landed shard, those that landed no
+    cell too (all their runs carried on): their device time counts all the same."""
+    path = Path(path)
+    data = read(path) if path.exists() else {}
+    shards = data.get("shards", {}) if isinstance(data, dict) else None
+    if not isinstance(shards, dict) or not all(isinstance(v, dict) for v in shards.values()):
+        raise CorruptFile(f"{path}: shards: expected {{\"shard file\": {{\"seconds\": ...}}}}")
+    return shards
+
+
 def landed(path: Path = PAPER_CELLS) -> dict[str, dict]:
     """run id -> its landed record (the first, where a cell was trained more than once)."""
     return first_records(all_landed(path))
@@ -70,10 +81,13 @@ def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
     return "missing"
 
 
-def gpu_hours(records: list[dict]) -> float:
+def gpu_hours(records: list[dict], landed_shards: dict[str, dict] | None = None) -> float:
     """Device hours the records took: each shard's wall seconds once (its cells shared the GPU), and a
-    record landed without its shard's seconds, its own training and evaluation seconds."""
-    shards, alone = {}, 0.0
+    record landed without its shard's seconds, its own training and evaluation seconds; and the
+    seconds of `landed_shards` (a shard whose runs were all carried on lands no record)."""
+    shards = {name: s["seconds"] for name, s in (landed_shards or {}).items()
+              if s.get("device", "cpu") != "cpu" and isinstance(s.get("seconds"), (int, float))}
+    alone = 0.0
     for r in records:
         if r.get("device", "cpu") == "cpu":
             continue
@@ -98,7 +112,7 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
-    return {"figures": figures, "gpu_hours": round(gpu_hours(everything), 3)}
+    return {"figures": figures, "gpu_hours": round(gpu_hours(everything, landed_shards(folder)), 3)}
 
 
 def table(state: dict) -> str:
@@ -115,21 +129,24 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     """Add every record of the shard `files` to the landed cells (`path`), each checked first: a
     damaged shard lands nothing. A record already there is not added again; a cell trained again
     lands beside its first record, so that the report shows the spread. Returns the run ids added."""
-    records = []
+    records, shards = [], {}
     for file in files:
         shard = read(file)
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
             raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
+        devices = [r.get("device") for r in shard["runs"] if isinstance(r, dict)]
+        shards[file.name] = {"seconds": shard.get("seconds"), "carried": sorted(shard.get("carried") or {}),
+                             "device": shard.get("device") or next(iter(devices), None)}
         # each record keeps its shard and the shard's wall seconds: its cells shared the GPU
         records += [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
                      "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]
-    cells = all_landed(path)
+    cells, known = all_landed(path), landed_shards(path)
     added = [r for r in records if r not in cells and not cells.append(r)]
-    if added:
+    if added or set(shards) - set(known):
         path.parent.mkdir(parents=True, exist_ok=True)
         cells.sort(key=lambda r: r["run"])  # stable: a cell's records keep their landing order
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"cells": cells}, indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps({"cells": cells, "shards": {**shards, **known}}, indent=1, sort_keys=True) + "\n")
         tmp.replace(path)
     return [r["run"] for r in added]
 

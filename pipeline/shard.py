@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say
-from .execution.runtime import Interrupted, carry_on, gpu_count, interruptible
+from .execution.runtime import Interrupted, carry_on, device, gpu_count, interruptible
 from .grid import FIGURES, cell_status, landed, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
@@ -158,9 +158,9 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     carry = out / f"carry-{stamp}.tar.gz"
     kept = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else {}
     path = out / f"shard-{stamp}.json"
-    path.write_text(json.dumps({"runs": records, "cut_off": cut, "carried": kept, "carry": carry.name if kept else None,
-                                "params": str(params_path), "seconds": round(time.time() - began, 1),
-                                "runs_dir": str(RUNS)}, indent=1) + "\n")
+    path.write_text(json.dumps({"runs": records, "device": device(), "cut_off": cut, "carried": kept,
+                                "carry": carry.name if kept else None, "params": str(params_path),
+                                "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)}, indent=1) + "\n")
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
         f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name} (--resume-from)" if kept else ""))
     return path

@@ -322,3 +322,18 @@ def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
     with pytest.raises(ValueError, match="junk.tar.gz: not a carry archive"):
         unpack(tmp_path / "junk.tar.gz", known, tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):
+    cells = tmp_path / "cells.json"
+    carried = tmp_path / "shard-1.json"
+    carried.write_text(json.dumps({"runs": [], "device": "NVIDIA H200", "seconds": 1500.0,
+                                   "carried": {"ed_n4-standard-w16-s0": 900}}))
+    finished = tmp_path / "shard-2.json"
+    finished.write_text(json.dumps({"runs": [landed("ed_n4-standard-w16-s0", 0.95)], "device": "NVIDIA H200",
+                                    "seconds": 600.0, "carried": {}}))
+    assert land([carried], cells) == []
+    assert land([finished], cells) == ["ed_n4-standard-w16-s0"]
+    assert land([carried, finished], cells) == []  # landing again changes nothing
+    assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)
+    assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == ["ed_n4-standard-w16-s0"]
