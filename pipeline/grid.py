@@ -112,7 +112,19 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
-    return {"figures": figures, "gpu_hours": round(gpu_hours(everything, landed_shards(folder)), 3)}
+    shards = landed_shards(folder)
+    return {"figures": figures, "gpu_hours": round(gpu_hours(everything, shards), 3),
+            "carried": in_progress(shards, records)}
+
+
+def in_progress(shards: dict[str, dict], records: dict[str, dict]) -> dict[str, list[str]]:
+    """The carry archive of the latest landed shard that carried runs -> those of its runs not landed
+    since: what the next shard resumes (`--resume-from`)."""
+    for name in sorted(shards, reverse=True):  # shard-YYYYmmdd-HHMMSS.json: the latest first
+        if shards[name].get("carried"):
+            left = [r for r in shards[name]["carried"] if r not in records]
+            return {name.replace("shard-", "carry-").replace(".json", ".tar.gz"): left} if left else {}
+    return {}
 
 
 def table(state: dict) -> str:
@@ -122,7 +134,9 @@ def table(state: dict) -> str:
         left = c.get("hours_left")
         lines.append(f"| {figure} | {c['cells']} | {c['trained']} | {c['implied']} | {c['failed']} | {c['missing']} | "
                      f"{'-' if left is None else f'{left:.1f}'} |")
-    return "\n".join(lines) + f"\n\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}"
+    carried = "".join(f"\nIn progress, to resume with --resume-from {archive}: {', '.join(ids)}"
+                      for archive, ids in state.get("carried", {}).items())
+    return "\n".join(lines) + f"\n\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}" + carried
 
 
 def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:

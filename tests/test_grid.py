@@ -333,7 +333,9 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     finished.write_text(json.dumps({"runs": [landed("ed_n4-standard-w16-s0", 0.95)], "device": "NVIDIA H200",
                                     "seconds": 600.0, "carried": {}}))
     assert land([carried], cells) == []
+    assert status(params, cells)["carried"] == {"carry-1.tar.gz": ["ed_n4-standard-w16-s0"]}
     assert land([finished], cells) == ["ed_n4-standard-w16-s0"]
+    assert status(params, cells)["carried"] == {}  # landed since: no longer in progress
     assert land([carried, finished], cells) == []  # landing again changes nothing
     assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)
     assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == ["ed_n4-standard-w16-s0"]
