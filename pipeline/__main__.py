@@ -156,7 +156,7 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             # the landed records carry their own seconds and device: no runtime folder
-            records = grid.all_landed(args.landed)
+            records, shards = grid.landed_file(args.landed)
             states = grid.cell_states(params, records)
             implied = {c for c, s in states.items() if s == "implied"}
             begun = {r["task"] for r in records}  # a task's grid is drawn in full once it has a cell
@@ -168,7 +168,6 @@ def dispatch(args: argparse.Namespace) -> None:
             from .cells import cells_report
             from .execution.io import write_text
 
-            shards = grid.landed_shards(args.landed)
             write_text(args.out / "cells.md", cells_report(records, hours.prices(params), shards))
     elif args.command == "params":
         compose.write(args.profile, args.out)

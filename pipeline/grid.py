@@ -29,26 +29,25 @@ def task_of(dataset: str) -> str:
     return dataset.rsplit("_n", 1)[0]
 
 
-def all_landed(path: Path = PAPER_CELLS) -> list[dict]:
-    """Every landed record, each checked (a cell trained twice has two)."""
+def landed_file(path: Path = PAPER_CELLS) -> tuple[list[dict], dict[str, dict]]:
+    """cells.json read once: every landed record, each checked (a cell trained twice has two), and
+    shard file name -> {"seconds", "device", "carried", "carry"} of every landed shard, those that
+    landed no cell too (all their runs carried on): their device time counts all the same."""
     path = Path(path)
     if not path.exists():
-        return []
+        return [], {}
     data = read(path)
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise CorruptFile(f"{path}: not the landed cells (expected {{\"cells\": [...]}})")
-    return [check(r, Landed, f"{path}: cells[{i}]") for i, r in enumerate(data["cells"])]
-
-
-def landed_shards(path: Path = PAPER_CELLS) -> dict[str, dict]:
-    """Shard file name -> {"seconds", "device", "carried"} of every landed shard, those that landed no
-    cell too (all their runs carried on): their device time counts all the same."""
-    path = Path(path)
-    data = read(path) if path.exists() else {}
-    shards = data.get("shards", {}) if isinstance(data, dict) else None
+    shards = data.get("shards", {})
     if not isinstance(shards, dict) or not all(isinstance(v, dict) for v in shards.values()):
         raise CorruptFile(f"{path}: shards: expected {{\"shard file\": {{\"seconds\": ...}}}}")
-    return shards
+    return [check(r, Landed, f"{path}: cells[{i}]") for i, r in enumerate(data["cells"])], shards
+
+
+def all_landed(path: Path = PAPER_CELLS) -> list[dict]:
+    """Every landed record, each checked (a cell trained twice has two)."""
+    return landed_file(path)[0]
 
 
 def landed(path: Path = PAPER_CELLS) -> dict[str, dict]:
@@ -102,7 +101,7 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
     """Per figure: cells, trained, implied, failed, missing and the hours predicted for the missing
     (`prices`: run id -> seconds); and the GPU-hours the landed cells took."""
     train: TrainParams = load_section(params_path, "train")
-    everything = all_landed(folder)
+    everything, shards = landed_file(folder)
     records = first_records(everything)
     figures = {}
     for figure, (tasks, attentions) in FIGURES.items():
@@ -112,7 +111,6 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
-    shards = landed_shards(folder)
     return {"figures": figures, "gpu_hours": round(gpu_hours(everything, shards), 3),
             "carried": in_progress(shards, records)}
 
@@ -123,7 +121,7 @@ def in_progress(shards: dict[str, dict], records: dict[str, dict]) -> dict[str, 
     for name in sorted(shards, reverse=True):  # shard-YYYYmmdd-HHMMSS.json: the latest first
         if shards[name].get("carried"):
             left = [r for r in shards[name]["carried"] if r not in records]
-            return {name.replace("shard-", "carry-").replace(".json", ".tar.gz"): left} if left else {}
+            return {shards[name]["carry"]: left} if left else {}
     return {}
 
 
@@ -148,13 +146,13 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         shard = read(file)
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
             raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
-        devices = [r.get("device") for r in shard["runs"] if isinstance(r, dict)]
-        shards[file.name] = {"seconds": shard.get("seconds"), "carried": sorted(shard.get("carried") or {}),
-                             "device": shard.get("device") or next(iter(devices), None)}
+        device = shard.get("device") or next((r.get("device") for r in shard["runs"] if isinstance(r, dict)), None)
+        shards[file.name] = {"seconds": shard.get("seconds"), "device": device,
+                             "carried": sorted(shard.get("carried") or {}), "carry": shard.get("carry")}
         # each record keeps its shard and the shard's wall seconds: its cells shared the GPU
         records += [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
                      "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]
-    cells, known = all_landed(path), landed_shards(path)
+    cells, known = landed_file(path)
     added = [r for r in records if r not in cells and not cells.append(r)]
     if added or set(shards) - set(known):
         path.parent.mkdir(parents=True, exist_ok=True)

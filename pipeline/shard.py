@@ -179,13 +179,14 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> dict[str, 
         if "checkpoints/last.ckpt" not in files or "resume.json" not in files:
             continue  # cut off before its first checkpoint: nothing to carry
         data = {name: f.read_bytes() for name, f in files.items()}
-        if size + sum(map(len, data.values())) > CARRY_BYTES:
+        nbytes = sum(map(len, data.values()))
+        if size + nbytes > CARRY_BYTES:
             say(f"shard: {run_id} not carried: its checkpoints would take the archive past {CARRY_BYTES >> 20} MB")
             continue
         steps = torch.load(files["checkpoints/last.ckpt"], map_location="cpu", weights_only=False)["global_step"]
         manifest[run_id] = {"steps": int(steps), "key": json.loads(data["resume.json"])["key"], "git_rev": revision}
         members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
-        size += sum(map(len, data.values()))
+        size += nbytes
     if not manifest:
         return {}
     with tarfile.open(archive, "w:gz") as tar:
@@ -206,6 +207,8 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
             manifest = json.load(tar.extractfile("carry.json"))
     except (tarfile.TarError, KeyError, json.JSONDecodeError, AttributeError, OSError) as err:
         raise ValueError(f"shard --resume-from: {archive}: not a carry archive ({err})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"shard --resume-from: {archive}: carry.json is not a mapping of run ids")
     bad = [m.name for m in members if m.name != "carry.json"
            and not (m.isfile() and pattern.fullmatch(m.name) and m.name.split("/")[0] in manifest)]
     bad += [i for i in manifest if i not in known or not isinstance(manifest[i].get("steps"), int)]

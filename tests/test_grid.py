@@ -318,6 +318,13 @@ def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
             tar.addfile(info, io.BytesIO(blob))
     with pytest.raises(ValueError, match="evil.py' is not a carried run of this profile"):
         unpack(archive, known, tmp_path / "runs")
+    listed = tmp_path / "listed.tar.gz"
+    with tarfile.open(listed, "w:gz") as tar:
+        info = tarfile.TarInfo("carry.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"[]"))
+    with pytest.raises(ValueError, match="carry.json is not a mapping of run ids"):
+        unpack(listed, known, tmp_path / "runs")
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     with pytest.raises(ValueError, match="junk.tar.gz: not a carry archive"):
         unpack(tmp_path / "junk.tar.gz", known, tmp_path / "runs")
@@ -328,7 +335,7 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     cells = tmp_path / "cells.json"
     carried = tmp_path / "shard-1.json"
     carried.write_text(json.dumps({"runs": [], "device": "NVIDIA H200", "seconds": 1500.0,
-                                   "carried": {"ed_n4-standard-w16-s0": 900}}))
+                                   "carried": {"ed_n4-standard-w16-s0": 900}, "carry": "carry-1.tar.gz"}))
     finished = tmp_path / "shard-2.json"
     finished.write_text(json.dumps({"runs": [landed("ed_n4-standard-w16-s0", 0.95)], "device": "NVIDIA H200",
                                     "seconds": 600.0, "carried": {}}))
