@@ -311,8 +311,10 @@ def run_sweep(out: Path, steps: int, train_size: int, batch: int, git: str | Non
         command += f" --sweep-stage {','.join(stage)} --sweep-phases {','.join(phases)}"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     about = {**provenance(device, git), "command": command,
-             # the thread settings a caller may set from outside (each pool process inherits them)
-             "environment": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS")
+             # the settings a caller may set from outside (each pool process inherits them): threads, and
+             # CUDA MPS (its pipe directory set: the runs share the GPU through an MPS server)
+             "environment": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS",
+                                                         "CUDA_MPS_PIPE_DIRECTORY")
                              if k in os.environ},
              "runs": len(ATTENTION) * len(widths), "widths": widths, "L": 212, "steps_per_run": steps, "batch": batch}
 
