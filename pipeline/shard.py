@@ -7,10 +7,11 @@ datasets, trains and evaluates them here, and writes one shard file to DIR with 
 curve, cost and provenance. Back home, `python -m pipeline land DIR/shard-*.json` puts them into
 reports/paper/cells.json, where `grid-status` and the paper's report read them.
 
-Runs cut off at the deadline are carried, not lost: their last checkpoints go into one small archive
-beside the shard file (as far as CARRY_BYTES allows: the widths up to about 128), and the next
-shard, on another bare machine, resumes them from it (`--resume-from`). `--fill` uses this on
-purpose: it starts as many cells as the GPU runs at once, whether or not they can finish.
+Runs cut off at the deadline are carried, not lost: their last checkpoints go into an archive beside
+the shard file, in parts of at most 15 MB (as far as CARRY_BYTES allows: five runs of width 128, or
+one of 256 and a few narrower), and the next shard, on another bare machine, resumes them from it
+(`--resume-from`). `--fill` uses this on purpose: it starts as many cells as the GPU runs at once, and
+as its archive can carry, whether or not they can finish.
 
 Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
 remote and returns a few small files; the checkpoints stay there, the results come back.
@@ -42,8 +43,14 @@ SAFETY = 0.8  # of the seconds given, what the chosen runs' predicted training m
 # runs it cuts off are named in the shard file and not landed, and the finished ones are evaluated
 # (about 5 s a run on a GPU) and written in the time left.
 STOP_MARGIN = 90.0
-# The carried checkpoints' archive at most: what a lent machine returns of one file is 16 MB.
-CARRY_BYTES = 15 * 2**20
+# What a lent machine returns of one command: 8 files of at most 16 MB, 64 MB together. The carry
+# archive is written in parts of CARRY_PART (the first part named as the archive, the others `.1`,
+# `.2`, ... after it), CARRY_BYTES together, which leaves room for the shard file and its log.
+CARRY_PART = 15 * 2**20
+CARRY_BYTES = 56 * 2**20
+# A carried run's bytes a parameter: last.ckpt's float32 weights and AdamW's two moments (12), and
+# best.ckpt's weights alone (4): it is only read for its weights once the run finishes.
+CARRIED_BYTES_PER_PARAMETER = 16
 CARRIED = ("resume.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # what a run resumes from
 
 
@@ -125,7 +132,11 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     candidates = [known[i] for i in carried] + [r for r in candidates if r.id not in carried]
     gpus = gpu_count()
     slots = slots_of(train.concurrency, gpus)
-    todo = candidates[:slots] if fill else fitting(candidates, prices, seconds, slots, gpus)
+    if fill:
+        sizes = carry_sizes(params_path, train)
+        todo = filled(candidates, sizes, slots) or fitting(candidates, prices, seconds, slots, gpus)
+    else:
+        todo = fitting(candidates, prices, seconds, slots, gpus)
     if not todo:
         say("shard: no missing cell fits the seconds given")
         return None
@@ -156,19 +167,76 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
     carry = out / f"carry-{stamp}.tar.gz"
-    kept = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else {}
+    kept, parts = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else ({}, 0)
     path = out / f"shard-{stamp}.json"
     path.write_text(json.dumps({"runs": records, "device": device(), "cut_off": cut, "carried": kept,
-                                "carry": carry.name if kept else None, "params": str(params_path),
+                                "carry": carry.name if kept else None, "carry_parts": parts,
+                                "params": str(params_path),
                                 "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)}, indent=1) + "\n")
+    more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
-        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name} (--resume-from)" if kept else ""))
+        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else ""))
     return path
 
 
-def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> dict[str, int]:
+def carry_sizes(params_path: Path, train) -> dict[str, int]:
+    """Run id -> the bytes its carried checkpoints take (`CARRIED_BYTES_PER_PARAMETER`)."""
+    import torch
+
+    from .generation import tasks_of
+    from .model import DecoderTransformer, ModelConfig
+
+    generate = load_section(params_path, "generate")
+    tasks = {d.name: task for d, task in tasks_of(generate, str(params_path))}
+    sizes = {}
+    for r in train.runs:
+        task = tasks[r.dataset]
+        with torch.device("meta"):  # shapes alone: no memory, no time
+            model = DecoderTransformer(ModelConfig(
+                vocab_size=len(task.vocab.tokens), max_len=task.max_len, width=r.width, layers=train.layers,
+                heads=train.heads, attention=r.attention,
+                attention_options=train.attention_options.get(r.attention, {})))
+        sizes[r.id] = CARRIED_BYTES_PER_PARAMETER * sum(p.numel() for p in model.parameters())
+    return sizes
+
+
+def filled(candidates: list[Run], sizes: dict[str, int], slots: int) -> list[Run]:
+    """`--fill`: the candidates in order, up to `slots`, that the carry archive can hold should all be
+    cut off (a run too large to carry is passed over: cut off, it would lose what it trained)."""
+    out, room = [], CARRY_BYTES
+    for run in candidates:
+        if len(out) < slots and sizes.get(run.id, CARRY_BYTES + 1) <= room:
+            out.append(run)
+            room -= sizes[run.id]
+    return out
+
+
+def weights_only(blob: bytes) -> bytes:
+    """A Lightning checkpoint's weights, step and hyperparameters alone (`training.KEEP`): what a
+    finished run reads of its best checkpoint."""
+    import torch
+
+    from .training import KEEP
+
+    full = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)  # our own file
+    buffer = io.BytesIO()
+    torch.save({k: full[k] for k in KEEP if k in full}, buffer)
+    return buffer.getvalue()
+
+
+def parts_of(archive: Path) -> list[Path]:
+    """The archive's files: itself, then `.1`, `.2`, ... as far as they exist."""
+    out, i = [archive], 1
+    while archive.with_name(f"{archive.name}.{i}").exists():
+        out.append(archive.with_name(f"{archive.name}.{i}"))
+        i += 1
+    return out
+
+
+def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> tuple[dict[str, int], int]:
     """The checkpoints the runs `ids` resume from, into `archive` with a manifest (steps done, key,
-    revision), as many as fit CARRY_BYTES, in order; returns {run id: steps done}."""
+    revision), as many as fit CARRY_BYTES, in order, written in parts of CARRY_PART; returns
+    ({run id: steps done}, parts written)."""
     import torch
 
     members: list[tuple[str, bytes]] = []
@@ -179,6 +247,8 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> dict[str, 
         if "checkpoints/last.ckpt" not in files or "resume.json" not in files:
             continue  # cut off before its first checkpoint: nothing to carry
         data = {name: f.read_bytes() for name, f in files.items()}
+        if "checkpoints/best.ckpt" in data:
+            data["checkpoints/best.ckpt"] = weights_only(data["checkpoints/best.ckpt"])
         nbytes = sum(map(len, data.values()))
         if size + nbytes > CARRY_BYTES:
             say(f"shard: {run_id} not carried: its checkpoints would take the archive past {CARRY_BYTES >> 20} MB")
@@ -188,25 +258,33 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> dict[str, 
         members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
         size += nbytes
     if not manifest:
-        return {}
-    with tarfile.open(archive, "w:gz") as tar:
+        return {}, 0
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, blob in [("carry.json", json.dumps(manifest, indent=1).encode()), *members]:
             info = tarfile.TarInfo(name)
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
-    return {run_id: m["steps"] for run_id, m in manifest.items()}
+    data = buffer.getvalue()
+    chunks = [data[i:i + CARRY_PART] for i in range(0, len(data), CARRY_PART)]
+    for i, chunk in enumerate(chunks):
+        (archive if i == 0 else archive.with_name(f"{archive.name}.{i}")).write_bytes(chunk)
+    return {run_id: m["steps"] for run_id, m in manifest.items()}, len(chunks)
 
 
 def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
-    """A carry archive into `runs`, checked first: only the profile's runs and the files a run resumes
-    from; returns {run id: steps done}. A run already in `runs` is left as it is."""
+    """A carry archive (its first part; the others are read after it) into `runs`, checked first: only
+    the profile's runs and the files a run resumes from; returns {run id: steps done}. A run already in
+    `runs` is left as it is."""
     pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        data = b"".join(part.read_bytes() for part in parts_of(archive))
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             members = tar.getmembers()
             manifest = json.load(tar.extractfile("carry.json"))
-    except (tarfile.TarError, KeyError, json.JSONDecodeError, AttributeError, OSError) as err:
-        raise ValueError(f"shard --resume-from: {archive}: not a carry archive ({err})") from None
+    except (tarfile.TarError, KeyError, json.JSONDecodeError, AttributeError, OSError, EOFError) as err:
+        raise ValueError(f"shard --resume-from: {archive}: not a carry archive, or a part of it is missing "
+                         f"({err})") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"shard --resume-from: {archive}: carry.json is not a mapping of run ids")
     bad = [m.name for m in members if m.name != "carry.json"
@@ -215,7 +293,7 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
     if bad:
         raise ValueError(f"shard --resume-from: {archive}: {bad[0]!r} is not a carried run of this profile")
     out = {}
-    with tarfile.open(archive, "r:gz") as tar:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for run_id, entry in manifest.items():
             if (runs / run_id).exists():
                 say(f"shard: {run_id} is already in {runs}: kept as it is, not taken from {archive.name}")

@@ -331,6 +331,59 @@ def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_reduced_to_its_weights(
+        tmp_path, monkeypatch):
+    """Checkpoints larger than one returned file travel in parts, each at most CARRY_PART; the best
+    checkpoint travels without its optimiser state; a part missing is refused in one line."""
+    import torch
+
+    from pipeline import shard
+    from pipeline.params import Run
+
+    ids = [f"lis_n5-standard-w{w}-s0" for w in (16, 32)]
+    known = {i: Run("lis_n5", "standard", w, 0) for i, w in zip(ids, (16, 32))}
+    runs = tmp_path / "runs"
+    for i in ids:
+        (runs / i / "checkpoints").mkdir(parents=True)
+        (runs / i / "resume.json").write_text(json.dumps({"key": f"key-{i}", "segments": [1]}))
+        state = {"state_dict": {"w": torch.randn(300, 300)}, "global_step": 7, "epoch": 0}
+        torch.save({**state, "optimizer_states": [{"m": torch.randn(300, 300)}]}, runs / i / "checkpoints/last.ckpt")
+        torch.save({**state, "optimizer_states": [{"m": torch.randn(300, 300)}]}, runs / i / "checkpoints/best.ckpt")
+    monkeypatch.setattr(shard, "CARRY_PART", 300_000)  # about 0.7 MB of random floats: three parts
+    archive = tmp_path / "back" / "carry-1.tar.gz"
+    archive.parent.mkdir()
+    kept, parts = shard.pack(ids, runs, archive, "abc")
+    assert kept == {i: 7 for i in ids} and parts == len(shard.parts_of(archive)) >= 3
+    assert all(f.stat().st_size <= 300_000 for f in shard.parts_of(archive))
+
+    bare = tmp_path / "bare"
+    assert shard.unpack(archive, known, bare) == {i: 7 for i in ids}
+    for i in ids:
+        assert (bare / i / "checkpoints/last.ckpt").read_bytes() == (runs / i / "checkpoints/last.ckpt").read_bytes()
+        best = torch.load(bare / i / "checkpoints/best.ckpt", weights_only=False)
+        original = torch.load(runs / i / "checkpoints/best.ckpt", weights_only=False)
+        assert "optimizer_states" not in best and best["global_step"] == 7
+        assert torch.equal(best["state_dict"]["w"], original["state_dict"]["w"])
+
+    shard.parts_of(archive)[-1].unlink()
+    with pytest.raises(ValueError, match="not a carry archive, or a part of it is missing"):
+        shard.unpack(archive, known, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_fill_starts_no_more_runs_than_its_archive_can_carry():
+    from pipeline.params import Run
+    from pipeline.shard import CARRY_BYTES, filled
+
+    runs = [Run("ed_n6", a, w, 0) for w in (512, 256, 128) for a in ("standard", "linear")]
+    sizes = {r.id: {512: 145, 256: 37, 128: 10}[r.width] * 2**20 for r in runs}
+    chosen = filled(runs, sizes, 8)
+    # the w512 runs are passed over (one alone is past the archive), one w256 fits, then the w128
+    assert [r.id for r in chosen] == ["ed_n6-standard-w256-s0", "ed_n6-standard-w128-s0"]
+    assert sum(sizes[r.id] for r in chosen) <= CARRY_BYTES
+    assert filled(runs[4:], sizes, 1) == runs[4:5]  # and no more than the slots
+
+
 def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):
     cells = tmp_path / "cells.json"
     carried = tmp_path / "shard-1.json"
