@@ -133,7 +133,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     gpus = gpu_count()
     slots = slots_of(train.concurrency, gpus)
     if fill:
-        sizes = carry_sizes(params_path, train)
+        sizes = carry_sizes(params_path, train, candidates)
         todo = filled(candidates, sizes, slots) or fitting(candidates, prices, seconds, slots, gpus)
     else:
         todo = fitting(candidates, prices, seconds, slots, gpus)
@@ -179,8 +179,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     return path
 
 
-def carry_sizes(params_path: Path, train) -> dict[str, int]:
-    """Run id -> the bytes its carried checkpoints take (`CARRIED_BYTES_PER_PARAMETER`)."""
+def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
+    """Run id -> the bytes its carried checkpoints take (`CARRIED_BYTES_PER_PARAMETER`), for `runs`."""
     import torch
 
     from .generation import tasks_of
@@ -189,7 +189,7 @@ def carry_sizes(params_path: Path, train) -> dict[str, int]:
     generate = load_section(params_path, "generate")
     tasks = {d.name: task for d, task in tasks_of(generate, str(params_path))}
     sizes = {}
-    for r in train.runs:
+    for r in runs:
         task = tasks[r.dataset]
         with torch.device("meta"):  # shapes alone: no memory, no time
             model = DecoderTransformer(ModelConfig(
@@ -205,7 +205,7 @@ def filled(candidates: list[Run], sizes: dict[str, int], slots: int) -> list[Run
     cut off (a run too large to carry is passed over: cut off, it would lose what it trained)."""
     out, room = [], CARRY_BYTES
     for run in candidates:
-        if len(out) < slots and sizes.get(run.id, CARRY_BYTES + 1) <= room:
+        if len(out) < slots and sizes[run.id] <= room:
             out.append(run)
             room -= sizes[run.id]
     return out
@@ -224,12 +224,16 @@ def weights_only(blob: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def part(archive: Path, i: int) -> Path:
+    """The archive's part `i`: the archive itself first, then `.1`, `.2`, ... beside it."""
+    return archive.with_name(f"{archive.name}.{i}") if i else archive
+
+
 def parts_of(archive: Path) -> list[Path]:
-    """The archive's files: itself, then `.1`, `.2`, ... as far as they exist."""
-    out, i = [archive], 1
-    while archive.with_name(f"{archive.name}.{i}").exists():
-        out.append(archive.with_name(f"{archive.name}.{i}"))
-        i += 1
+    """The archive's parts, as far as they exist."""
+    out = [archive]
+    while part(archive, len(out)).exists():
+        out.append(part(archive, len(out)))
     return out
 
 
@@ -253,7 +257,8 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> tuple[dict
         if size + nbytes > CARRY_BYTES:
             say(f"shard: {run_id} not carried: its checkpoints would take the archive past {CARRY_BYTES >> 20} MB")
             continue
-        steps = torch.load(files["checkpoints/last.ckpt"], map_location="cpu", weights_only=False)["global_step"]
+        last = torch.load(io.BytesIO(data["checkpoints/last.ckpt"]), map_location="cpu", weights_only=False)
+        steps = last["global_step"]
         manifest[run_id] = {"steps": int(steps), "key": json.loads(data["resume.json"])["key"], "git_rev": revision}
         members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
         size += nbytes
@@ -268,7 +273,7 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> tuple[dict
     data = buffer.getvalue()
     chunks = [data[i:i + CARRY_PART] for i in range(0, len(data), CARRY_PART)]
     for i, chunk in enumerate(chunks):
-        (archive if i == 0 else archive.with_name(f"{archive.name}.{i}")).write_bytes(chunk)
+        part(archive, i).write_bytes(chunk)
     return {run_id: m["steps"] for run_id, m in manifest.items()}, len(chunks)
 
 
@@ -278,7 +283,7 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
     `runs` is left as it is."""
     pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
     try:
-        data = b"".join(part.read_bytes() for part in parts_of(archive))
+        data = b"".join(p.read_bytes() for p in parts_of(archive))
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             members = tar.getmembers()
             manifest = json.load(tar.extractfile("carry.json"))
