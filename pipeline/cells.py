@@ -80,9 +80,20 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
         lines.append("None yet.")
 
     priced = sum(prices.get(r["run"], 0.0) for r in records) / 3600
+    going = carried_hours(records, shards or {})
     lines += ["", "## Cost", "",
               f"- GPU-hours spent: {gpu_hours(records, shards):.2f} (each shard's wall-clock seconds: generation, "
               "training and evaluation)",
+              f"- of which shards whose runs are all still in progress (carried): {going:.2f}",
               f"- `predict-hours`' price of the same {len(records)} runs, each alone to the cap: {priced:.2f} h",
               f"- the runs' own training seconds, summed: {sum(r['train_seconds'] for r in records) / 3600:.2f} h", ""]
     return "\n".join(lines)
+
+
+def carried_hours(records: list[dict], shards: dict[str, dict]) -> float:
+    """GPU-hours of the landed shards that landed no cell and whose carried runs have not landed since:
+    training still in progress."""
+    from_shard, runs = {r.get("shard") for r in records}, {r["run"] for r in records}
+    going = {n: s for n, s in shards.items()
+             if n not in from_shard and any(c not in runs for c in s.get("carried") or [])}
+    return gpu_hours([], going)

@@ -77,12 +77,12 @@ def frontier(params_path: Path, figure: str | None, every_width: bool, folder: P
 def wall(chosen: list[Run], prices: dict[str, float], slots: int, gpus: int = 1) -> float:
     """Predicted seconds to train `chosen`: on one slot, one after another; on several, all at once,
     spread over `gpus`, the k on one GPU each taking max(1, k / gain) x its price alone (`SHARED_GAIN`
-    where every run is launch-bound, else 1: no gain)."""
+    where every run is launch-bound, else 1: no gain), and one alone on its GPU its price."""
     if slots <= 1:
         return sum(prices[r.id] for r in chosen)
     gain = SHARED_GAIN if all(r.width <= LAUNCH_BOUND_WIDTH for r in chosen) else 1.0
     per_gpu = -(-len(chosen) // max(gpus, 1))
-    return max(prices[r.id] for r in chosen) * max(1.0, per_gpu / gain)
+    return max(prices[r.id] for r in chosen) * (max(1.0, per_gpu / gain) if per_gpu > 1 else 1.0)
 
 
 def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1, gpus: int = 1) -> list[Run]:

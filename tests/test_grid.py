@@ -160,6 +160,7 @@ def test_sharing_a_gpu_slows_each_run_past_the_measured_gain():
     prices = {r.id: 100.0 for r in small}
     assert wall(small, prices, 1) == 800.0  # one slot: one after another
     assert wall(small, prices, 8) == pytest.approx(100.0 * 8 / SHARED_GAIN)
+    assert wall(small[:1], prices, 8) == 100.0  # alone on the GPU: its price, shared with nothing
     wide = [Run("ed_n4", "standard", 512, s) for s in range(2)]
     assert wall(wide, {r.id: 100.0 for r in wide}, 8) == 200.0  # bound by arithmetic: no gain
     assert wall(wide, {r.id: 100.0 for r in wide}, 16, gpus=2) == 100.0  # one on each of two GPUs
@@ -385,6 +386,9 @@ def test_fill_starts_no_more_runs_than_its_archive_can_carry():
 
 
 def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):
+    from pipeline.cells import cells_report
+    from pipeline.grid import landed_file
+
     cells = tmp_path / "cells.json"
     carried = tmp_path / "shard-1.json"
     carried.write_text(json.dumps({"runs": [], "device": "NVIDIA H200", "seconds": 1500.0,
@@ -394,8 +398,10 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
                                     "seconds": 600.0, "carried": {}}))
     assert land([carried], cells) == []
     assert status(params, cells)["carried"] == {"carry-1.tar.gz": ["ed_n4-standard-w16-s0"]}
+    assert "still in progress (carried): 0.42" in cells_report(landed_file(cells)[0], {}, landed_file(cells)[1])
     assert land([finished], cells) == ["ed_n4-standard-w16-s0"]
     assert status(params, cells)["carried"] == {}  # landed since: no longer in progress
+    assert "still in progress (carried): 0.00" in cells_report(landed_file(cells)[0], {}, landed_file(cells)[1])
     assert land([carried, finished], cells) == []  # landing again changes nothing
     assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)
     assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == ["ed_n4-standard-w16-s0"]

@@ -18,13 +18,15 @@ MEMORY_SHARE = 0.85
 RUNS_PER_GPU = 8
 # How much sharing one GPU speeds up runs of widths up to LAUNCH_BOUND_WIDTH, for the slowest of them:
 # k runs at once each take k / SHARED_GAIN times its `predict-hours` price alone (at least 1 time).
-# Measured in the paper's first shard (4 runs of ED n=6 on one H200, at f00616c: ms a step each, with
-# the price alone in brackets): standard w32 11.6 (5.3), w64 7.6 (5.4); linear w32 16.9 (5.1), w64 8.2
-# (5.6). Together they made 2.2 times the steps of one alone, but the slowest, linear w32, ran 3.3
-# times slower than its price, and a shard must bound the slowest: 4 / 3.3 = 1.2. (Eight standard w64
-# on an H100, in the schedule study, ran 13 ms a step each: a gain of 3.3 for that model alone.)
-# Wider runs are bound by arithmetic, and sharing gains them nothing (1.0).
-SHARED_GAIN = 1.2
+# Measured in two shards of the paper profile, in ms a step each with the price alone in brackets:
+# - 4 runs of ED n=6 on an H200 (f00616c): standard w32 11.6 (5.3), w64 7.6 (5.4); linear w32 16.9
+#   (5.1), w64 8.2 (5.6). Together 2.2 times the steps of one alone; the slowest 3.3 times its price.
+# - 8 runs of w32, ED n=6, 12 and 16, on an H100 through CUDA MPS (bcf1ad3, docs/benchmarks.md):
+#   standard and sparse 37-43 (5.3-9.1), linear 68 and 73 (5.1). Together 1.11 times the work of one
+#   alone; the slowest, linear n=12, 14.4 times its price: 8 / 14.4 = 0.56.
+# A shard must bound the slowest, so the lower gain holds. Wider runs are bound by arithmetic, and
+# sharing gains them nothing (1.0).
+SHARED_GAIN = 0.56
 LAUNCH_BOUND_WIDTH = 128
 
 
