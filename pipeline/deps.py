@@ -96,7 +96,34 @@ def _normalised(path: Path, root: Path) -> str:
     if all(isinstance(n, ast.Pass) or (isinstance(n, ast.ImportFrom) and n.names[0].name == "annotations")
            for n in tree.body):
         return ""
-    return ast.dump(tree)
+    return dump(tree)
+
+
+# Fields that syntax tree nodes have from Python 3.12 on (PEP 695), written empty where this Python
+# lacks them.
+_SINCE_312 = {"FunctionDef": ("type_params",), "AsyncFunctionDef": ("type_params",), "ClassDef": ("type_params",)}
+
+
+def dump(node: object) -> str:
+    """`ast.dump(node)` as Python 3.12 writes it, on any Python from 3.11: `ast.dump` itself differs
+    by version (3.11 lacks `type_params`, 3.13 leaves out empty fields), and so would every run key,
+    retraining on one Python what another trained. 3.12 is the GPU machines' Python, whose keys the
+    runs trained there carry."""
+    if isinstance(node, ast.AST):
+        cls, args = type(node), []
+        added = _SINCE_312.get(cls.__name__, ())
+        for name in [*cls._fields, *(f for f in added if f not in cls._fields)]:
+            value = getattr(node, name, [] if name in added else _UNSET)
+            if value is _UNSET or (value is None and getattr(cls, name, ...) is None):
+                continue  # as 3.12: an unset field, or an optional one left at None, is not written
+            args.append(f"{name}={dump(value)}")
+        return f"{cls.__name__}({', '.join(args)})"
+    if isinstance(node, list):
+        return f"[{', '.join(map(dump, node))}]"
+    return repr(node)
+
+
+_UNSET = object()
 
 
 def code_hash(module: str, root: Path = ROOT) -> str:

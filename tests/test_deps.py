@@ -112,3 +112,33 @@ def test_no_stage_depends_on_the_benchmarks_or_the_command_line():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] == "benchmarks" for n in names), path
+
+
+SOURCE_312 = '''class A:
+    def f(self, x: int = 1, *a, k=None, **kw) -> None:
+        return None if x else f"{x!r:>4}"
+'''
+# ast.dump(ast.parse(SOURCE_312)) on Python 3.12, the GPU machines' Python
+DUMP_312 = (
+    "Module(body=[ClassDef(name='A', bases=[], keywords=[], body=[FunctionDef(name='f', args=arguments("
+    "posonlyargs=[], args=[arg(arg='self'), arg(arg='x', annotation=Name(id='int', ctx=Load()))], "
+    "vararg=arg(arg='a'), kwonlyargs=[arg(arg='k')], kw_defaults=[Constant(value=None)], kwarg=arg(arg='kw'), "
+    "defaults=[Constant(value=1)]), body=[Return(value=IfExp(test=Name(id='x', ctx=Load()), "
+    "body=Constant(value=None), orelse=JoinedStr(values=[FormattedValue(value=Name(id='x', ctx=Load()), "
+    "conversion=114, format_spec=JoinedStr(values=[Constant(value='>4')]))])))], decorator_list=[], "
+    "returns=Constant(value=None), type_params=[])], decorator_list=[], type_params=[])], type_ignores=[])"
+)
+
+
+def test_the_code_key_is_the_same_on_every_python():
+    """`ast.dump` differs by Python version; the key's dump is 3.12's on all of them, so that a run
+    trained on a GPU machine's 3.12 is not trained again on 3.11 or 3.13."""
+    import ast
+    import sys
+
+    from pipeline.deps import dump
+
+    tree = ast.parse(SOURCE_312)
+    assert dump(tree) == DUMP_312
+    if sys.version_info[:2] == (3, 12):
+        assert ast.dump(tree) == DUMP_312
