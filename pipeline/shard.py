@@ -297,7 +297,7 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
     bad += [i for i in manifest if i not in known or not isinstance(manifest[i].get("steps"), int)]
     if bad:
         raise ValueError(f"shard --resume-from: {archive}: {bad[0]!r} is not a carried run of this profile")
-    out = {}
+    out, revisions = {}, set()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for run_id, entry in manifest.items():
             if (runs / run_id).exists():
@@ -306,9 +306,11 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
             tar.extractall(runs, members=[m for m in tar.getmembers() if m.name.startswith(run_id + "/")],
                            filter="data")
             out[run_id] = entry["steps"]
-            if entry.get("git_rev") != git_rev():
-                say(f"shard: {run_id} was carried from revision {entry.get('git_rev')}; if its code changed since, "
-                    "it trains again from the start")
+            revisions.add(str(entry.get("git_rev")))
+    here = git_rev()
+    if revisions - {here}:
+        say(f"shard: {len(out)} runs carried from revision {', '.join(sorted(revisions))} (this is {here}): "
+            "a run whose training code changed since trains again from the start")
     return out
 
 
