@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .grid import gpu_hours, passes
+from .grid import gpu_hours, in_progress, passes
 
 
 def sequences_to(curve: list[dict] | None, threshold: float) -> int | None:
@@ -78,6 +78,15 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
                          f"{', '.join(str(round(r['train_seconds'])) for r in rs)} |")
     else:
         lines.append("None yet.")
+
+    going_on = in_progress(shards or {}, {r["run"]: r for r in records})
+    lines += ["", "## In progress: carried to the next shard, not landed", ""]
+    if going_on:
+        lines += ["| run | steps done | carry archive |", "| --- | --- | --- |"]
+        lines += [f"| {run} | {'-' if n is None else n} | {archive} |"
+                  for archive, runs in going_on.items() for run, n in runs.items()]
+    else:
+        lines.append("None.")
 
     priced = sum(prices.get(r["run"], 0.0) for r in records) / 3600
     going = carried_hours(records, shards or {})

@@ -115,12 +115,19 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
             "carried": in_progress(shards, records)}
 
 
-def in_progress(shards: dict[str, dict], records: dict[str, dict]) -> dict[str, list[str]]:
+def carried_steps(shard: dict) -> dict[str, int | None]:
+    """A landed shard's carried runs -> the steps each had done (None where a shard landed before
+    steps were kept)."""
+    carried = shard.get("carried") or {}
+    return dict(carried) if isinstance(carried, dict) else dict.fromkeys(carried)
+
+
+def in_progress(shards: dict[str, dict], records: dict[str, dict]) -> dict[str, dict[str, int | None]]:
     """The carry archive of the latest landed shard that carried runs -> those of its runs not landed
-    since: what the next shard resumes (`--resume-from`)."""
+    since, with the steps they had done: what the next shard resumes (`--resume-from`)."""
     for name in sorted(shards, reverse=True):  # shard-YYYYmmdd-HHMMSS.json: the latest first
         if shards[name].get("carried"):
-            left = [r for r in shards[name]["carried"] if r not in records]
+            left = {r: n for r, n in carried_steps(shards[name]).items() if r not in records}
             return {shards[name]["carry"]: left} if left else {}
     return {}
 
@@ -132,8 +139,9 @@ def table(state: dict) -> str:
         left = c.get("hours_left")
         lines.append(f"| {figure} | {c['cells']} | {c['trained']} | {c['implied']} | {c['failed']} | {c['missing']} | "
                      f"{'-' if left is None else f'{left:.1f}'} |")
-    carried = "".join(f"\nIn progress, to resume with --resume-from {archive}: {', '.join(ids)}"
-                      for archive, ids in state.get("carried", {}).items())
+    carried = "".join(f"\nIn progress, to resume with --resume-from {archive}: "
+                      + ", ".join(r if n is None else f"{r} ({n} steps)" for r, n in runs.items())
+                      for archive, runs in state.get("carried", {}).items())
     return "\n".join(lines) + f"\n\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}" + carried
 
 
@@ -146,9 +154,11 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         shard = read(file)
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
             raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
+        if not isinstance(shard.get("carried") or {}, (dict, list)):
+            raise CorruptFile(f"{file}: carried: not a mapping of run ids to the steps they had done")
         device = shard.get("device") or next((r.get("device") for r in shard["runs"] if isinstance(r, dict)), None)
         shards[file.name] = {"seconds": shard.get("seconds"), "device": device,
-                             "carried": sorted(shard.get("carried") or {}), "carry": shard.get("carry")}
+                             "carried": dict(sorted(carried_steps(shard).items())), "carry": shard.get("carry")}
         # each record keeps its shard and the shard's wall seconds: its cells shared the GPU
         records += [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
                      "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]

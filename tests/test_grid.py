@@ -83,6 +83,10 @@ def test_a_damaged_shard_lands_nothing(tmp_path):
     path = shard(tmp_path, "bad.json", [landed("ed_n4-linear-w16-s0", 0.5), bad])
     with pytest.raises(CorruptFile, match=r"bad.json: runs\[1\]: train_seconds"):
         land([path], runs)
+    damaged = tmp_path / "carried.json"
+    damaged.write_text(json.dumps({"runs": [], "carried": 5}))
+    with pytest.raises(CorruptFile, match="carried.json: carried: not a mapping of run ids"):
+        land([damaged], runs)
     assert not runs.exists()
 
 
@@ -390,6 +394,11 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     from pipeline.grid import landed_file
 
     cells = tmp_path / "cells.json"
+
+    def report() -> str:
+        records, shards = landed_file(cells)
+        return cells_report(records, {}, shards)
+
     carried = tmp_path / "shard-1.json"
     carried.write_text(json.dumps({"runs": [], "device": "NVIDIA H200", "seconds": 1500.0,
                                    "carried": {"ed_n4-standard-w16-s0": 900}, "carry": "carry-1.tar.gz"}))
@@ -397,11 +406,12 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     finished.write_text(json.dumps({"runs": [landed("ed_n4-standard-w16-s0", 0.95)], "device": "NVIDIA H200",
                                     "seconds": 600.0, "carried": {}}))
     assert land([carried], cells) == []
-    assert status(params, cells)["carried"] == {"carry-1.tar.gz": ["ed_n4-standard-w16-s0"]}
-    assert "still in progress (carried): 0.42" in cells_report(landed_file(cells)[0], {}, landed_file(cells)[1])
+    assert status(params, cells)["carried"] == {"carry-1.tar.gz": {"ed_n4-standard-w16-s0": 900}}
+    assert "| ed_n4-standard-w16-s0 | 900 | carry-1.tar.gz |" in report()
+    assert "still in progress (carried): 0.42" in report()
     assert land([finished], cells) == ["ed_n4-standard-w16-s0"]
     assert status(params, cells)["carried"] == {}  # landed since: no longer in progress
-    assert "still in progress (carried): 0.00" in cells_report(landed_file(cells)[0], {}, landed_file(cells)[1])
+    assert "still in progress (carried): 0.00" in report()
     assert land([carried, finished], cells) == []  # landing again changes nothing
     assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)
-    assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == ["ed_n4-standard-w16-s0"]
+    assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == {"ed_n4-standard-w16-s0": 900}
