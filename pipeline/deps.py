@@ -102,6 +102,7 @@ def _normalised(path: Path, root: Path) -> str:
 # Fields that syntax tree nodes have from Python 3.12 on (PEP 695), written empty where this Python
 # lacks them.
 _SINCE_312 = {"FunctionDef": ("type_params",), "AsyncFunctionDef": ("type_params",), "ClassDef": ("type_params",)}
+_UNSET = object()
 
 
 def dump(node: object) -> str:
@@ -121,9 +122,6 @@ def dump(node: object) -> str:
     if isinstance(node, list):
         return f"[{', '.join(map(dump, node))}]"
     return repr(node)
-
-
-_UNSET = object()
 
 
 def code_hash(module: str, root: Path = ROOT) -> str:
