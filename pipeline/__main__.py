@@ -28,6 +28,22 @@ def option(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def at_once(params: Path, runs: int, folder: str) -> Path:
+    """`params` with train.concurrency set to `runs`, written to `folder`: how many runs train at once
+    is in no run's key, so a shard may change it without retraining or restarting anything."""
+    composed = yaml.safe_load(params.read_text())
+    composed["train"]["concurrency"] = runs
+    out = Path(folder) / "at-once.yaml"
+    out.write_text(yaml.safe_dump(composed, sort_keys=False, width=120))
+    return out
+
+
 def params_or_profile(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--params", type=Path, default=Path("params.yaml"), help="default: %(default)s")
@@ -90,6 +106,8 @@ def parser() -> argparse.ArgumentParser:
                     help="start as many cells as run at once, whether or not they fit: those cut off are carried")
     sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
                     help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
+    sh.add_argument("--concurrency", type=positive, metavar="N",
+                    help="train N runs at once (default: the parameters' train.concurrency; auto: up to 8 a GPU)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
                                              "cells.md and figures, implied cells drawn as such")
     params_or_profile(pr)
@@ -144,6 +162,8 @@ def dispatch(args: argparse.Namespace) -> None:
         command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
+            if args.concurrency:
+                params = at_once(params, args.concurrency, tmp)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
                       args.fill, args.resume_from)

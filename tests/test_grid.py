@@ -228,6 +228,28 @@ def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, 
     assert states[("ed", "sparse", 4, 16)] == "missing"
 
 
+def test_a_shard_trains_as_many_at_once_as_asked_and_records_it(tmp_path, params, monkeypatch, capsys):
+    import sys
+
+    from pipeline import shard
+    from pipeline.params import load_section
+
+    seen = {}
+
+    def fake_run(params_path, seconds, out, *args):
+        seen["train"], seen["command"] = load_section(params_path, "train"), args[2]
+
+    monkeypatch.setattr(shard, "run", fake_run)
+    argv = ["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "3"]
+    monkeypatch.setattr(sys, "argv", ["python -m pipeline", *argv])  # what the shard records as its command
+    assert main(argv) == 0
+    assert seen["train"].concurrency == 3 and seen["command"].endswith("--concurrency 3")
+    assert seen["train"].runs == load_section(params, "train").runs  # the same runs, and so the same keys
+    with pytest.raises(SystemExit) as stop:
+        main(["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "0"])
+    assert stop.value.code == 2 and "expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+
+
 def test_a_shard_of_unknown_cells_is_refused_before_anything(tmp_path, params, monkeypatch):
     from pipeline import shard
 
