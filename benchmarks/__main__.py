@@ -12,17 +12,6 @@ from pathlib import Path
 from pipeline.execution import cli
 
 
-def positive(text: str) -> int:
-    """A positive integer argument."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     top = cli.parser("python -m benchmarks", "Benchmarks and studies of the pipeline.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", help="the benchmark to run")
@@ -92,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--attentions", default="standard,sparse,linear", help="comma-separated (default: %(default)s)")
     st.add_argument("--widths", default="256", help="comma-separated (default: %(default)s)")
     st.add_argument("--lrs", default="5e-4,1e-3,2e-3", help="comma-separated learning rates (default: %(default)s)")
-    st.add_argument("--lr-width", type=positive,
+    st.add_argument("--lr-width", type=cli.positive,
                     help="scale each lr as the profiles do above this width (train.lr_width: lr x WIDTH / width; "
                          "default: every lr as given at every width)")
     st.add_argument("--dropouts", default="0", help="comma-separated (default: %(default)s)")

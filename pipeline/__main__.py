@@ -28,12 +28,6 @@ def option(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def at_once(params: Path, runs: int, folder: str) -> Path:
     """`params` with train.concurrency set to `runs`, written to `folder`: how many runs train at once
     is in no run's key, so a shard may change it without retraining or restarting anything."""
@@ -106,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
                     help="start as many cells as run at once, whether or not they fit: those cut off are carried")
     sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
                     help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
-    sh.add_argument("--concurrency", type=positive, metavar="N",
+    sh.add_argument("--concurrency", type=cli.positive, metavar="N",
                     help="train N runs at once (default: the parameters' train.concurrency; auto: up to 8 a GPU)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
                                              "cells.md and figures, implied cells drawn as such")

@@ -247,7 +247,7 @@ def test_a_shard_trains_as_many_at_once_as_asked_and_records_it(tmp_path, params
     assert seen["train"].runs == load_section(params, "train").runs  # the same runs, and so the same keys
     with pytest.raises(SystemExit) as stop:
         main(["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "0"])
-    assert stop.value.code == 2 and "expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+    assert stop.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
 
 
 def test_a_shard_of_unknown_cells_is_refused_before_anything(tmp_path, params, monkeypatch):

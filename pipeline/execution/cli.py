@@ -16,6 +16,17 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return top
 
 
+def positive(text: str) -> int:
+    """A positive integer argument."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def params_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=PARAMS,
                         help="parameters file (default: %(default)s)")
