@@ -13,6 +13,7 @@ import yaml
 
 from . import compose
 from .execution import cli
+from .execution.capacity import RUNS_PER_GPU
 
 STAGES = {"generate": "datasets of params.yaml's generate section",
           "train": "every run of the sweep (params.yaml's train section)",
@@ -97,11 +98,12 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--cells", help="comma-separated run ids to train whatever their status (an implied cell, to "
                                     "check the search; a landed one, to see the spread)")
     sh.add_argument("--fill", action="store_true",
-                    help="start as many cells as run at once, whether or not they fit: those cut off are carried")
+                    help="queue the whole frontier, whether or not it fits: runs cut off are carried")
     sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
                     help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
     sh.add_argument("--concurrency", type=cli.positive, metavar="N",
-                    help="train N runs at once (default: the parameters' train.concurrency; auto: up to 8 a GPU)")
+                    help="train N runs at once (default: the parameters' train.concurrency; auto: up to "
+                         f"{RUNS_PER_GPU} a GPU)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
                                              "cells.md and figures, implied cells drawn as such")
     params_or_profile(pr)

@@ -4,14 +4,17 @@ attention type, the narrowest width not landed, once every narrower one has land
 keeps those whose predicted training fits the seconds given, so that no run is cut off (and stops the
 training at a deadline all the same, should a prediction be wrong), generates their
 datasets, trains and evaluates them here, and writes one shard file to DIR with every cell's results,
-curve, cost and provenance. Back home, `python -m pipeline land DIR/shard-*.json` puts them into
+curve, cost and provenance. The chosen cells are a queue: as many train at once as the GPU runs
+(`--concurrency`), and each slot takes the next cell as its run finishes. When the queue is done and
+time is left, the search moves on (a width that failed here makes way for the next) and the shard
+chooses again. Back home, `python -m pipeline land DIR/shard-*.json` puts them into
 reports/paper/cells.json, where `grid-status` and the paper's report read them.
 
 Runs cut off at the deadline are carried, not lost: their last checkpoints go into an archive beside
 the shard file, in parts of at most 15 MB (as far as CARRY_BYTES allows: five runs of width 128, or
 one of 256 and a few narrower), and the next shard, on another bare machine, resumes them from it
-(`--resume-from`). `--fill` uses this on purpose: it starts as many cells as the GPU runs at once, and
-as its archive can carry, whether or not they can finish.
+(`--resume-from`). `--fill` uses this on purpose: it queues every cell of the frontier whether or not
+it can finish, as far as the archive could carry the runs in flight at the deadline.
 
 Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
 remote and returns a few small files; the checkpoints stay there, the results come back.
@@ -54,11 +57,13 @@ CARRIED_BYTES_PER_PARAMETER = 16
 CARRIED = ("resume.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # what a run resumes from
 
 
-def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_CELLS) -> list[Run]:
+def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_CELLS,
+             here: dict[str, dict] | None = None) -> list[Run]:
     """The missing cells to train next, in the figures' order; `every_width`: every missing cell,
-    not only the search's next width of each task, size and attention type."""
+    not only the search's next width of each task, size and attention type; `here`: run id -> record
+    of the cells this shard trained, counted as landed."""
     train = load_section(params_path, "train")
-    records = landed(folder)
+    records = {**landed(folder), **(here or {})}
     figures = [figure] if figure else list(FIGURES)
     chosen: dict[str, Run] = {}
     for fig in figures:
@@ -75,24 +80,30 @@ def frontier(params_path: Path, figure: str | None, every_width: bool, folder: P
 
 
 def wall(chosen: list[Run], prices: dict[str, float], slots: int, gpus: int = 1) -> float:
-    """Predicted seconds to train `chosen`: on one slot, one after another; on several, all at once,
-    spread over `gpus`, the k on one GPU each taking max(1, k / gain) x its price alone (`SHARED_GAIN`
-    where every run is launch-bound, else 1: no gain), and one alone on its GPU its price."""
+    """Predicted seconds to train the queue `chosen`: on one slot, one after another; on several, each
+    run in order on the slot that frees first, the runs spread over `gpus`, k on one GPU each taking
+    max(1, k / gain) x its price alone (`SHARED_GAIN` where every run is launch-bound, else 1: no
+    gain; k is as many as the queue keeps at once), and one alone on its GPU its price."""
     if slots <= 1:
         return sum(prices[r.id] for r in chosen)
     gain = SHARED_GAIN if all(r.width <= LAUNCH_BOUND_WIDTH for r in chosen) else 1.0
-    per_gpu = -(-len(chosen) // max(gpus, 1))
-    return max(prices[r.id] for r in chosen) * (max(1.0, per_gpu / gain) if per_gpu > 1 else 1.0)
+    at_once = min(slots, len(chosen))
+    per_gpu = -(-at_once // max(gpus, 1))
+    slowdown = max(1.0, per_gpu / gain) if per_gpu > 1 else 1.0
+    ends = [0.0] * at_once
+    for run in chosen:
+        free = ends.index(min(ends))
+        ends[free] += prices[run.id] * slowdown
+    return max(ends)
 
 
 def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1, gpus: int = 1) -> list[Run]:
-    """The runs, cheapest first, whose predicted training (`wall`) takes no more than SAFETY x
-    `seconds`; on several slots, no more runs than slots, so that all train at once."""
+    """The runs, cheapest first, whose predicted training as one queue (`wall`) takes no more than
+    SAFETY x `seconds`."""
     out: list[Run] = []
     for run in sorted(runs, key=lambda r: prices[r.id]):
-        trial = out + [run]
-        if (slots <= 1 or len(trial) <= slots) and wall(trial, prices, slots, gpus) <= SAFETY * seconds:
-            out = trial
+        if wall(out + [run], prices, slots, gpus) <= SAFETY * seconds:
+            out.append(run)
     return out
 
 
@@ -108,14 +119,14 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         resume_from: Path | None = None) -> Path | None:
     """`cells`: exactly these run ids of the profile, whatever their status (an implied cell trained
     to check the search, or a landed one trained again to see the spread), as far as they fit.
-    `resume_from`: a carry archive of an earlier shard, whose runs go on first; `fill`: as many cells
-    as run at once, whether or not they fit (those cut off are carried)."""
+    `resume_from`: a carry archive of an earlier shard, whose runs go on first; `fill`: every cell of
+    the frontier queued, whether or not it can finish (those cut off are carried)."""
     from . import hours
-    from .generation import tasks_of, write_dataset
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
 
     began = time.time()
+    deadline = began + seconds - STOP_MARGIN
     prices = hours.prices(params_path)
     train = load_section(params_path, "train")
     known = {r.id: r for r in train.runs}
@@ -123,47 +134,42 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         unknown = [c for c in cells if c not in known]
         if unknown:
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
-        candidates = [known[c] for c in cells]
-    else:
-        candidates = frontier(params_path, figure, every_width)
     carried = unpack(resume_from, known, RUNS) if resume_from else {}
     for run_id, steps in carried.items():  # a carried run costs what it has left
         prices[run_id] *= max(0.0, 1 - steps / train.max_steps)
-    candidates = [known[i] for i in carried] + [r for r in candidates if r.id not in carried]
     gpus = gpu_count()
     slots = slots_of(train.concurrency, gpus)
-    if fill:
-        sizes = carry_sizes(params_path, train, candidates)
-        todo = filled(candidates, sizes, slots) or fitting(candidates, prices, seconds, slots, gpus)
-    else:
-        todo = fitting(candidates, prices, seconds, slots, gpus)
-    if not todo:
+    revision = git_rev()
+    records: list[dict] = []
+    queued: list[str] = []  # every run queued here, in every round
+    cut: list[str] = []
+    while not cut and time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
+        if cells:
+            candidates = [known[c] for c in cells]
+        else:
+            candidates = frontier(params_path, figure, every_width, here={r["run"]: r for r in records})
+        candidates = [known[i] for i in carried] + [r for r in candidates if r.id not in carried]
+        candidates = [r for r in candidates if r.id not in queued]
+        left = deadline + STOP_MARGIN - time.time()
+        todo = fitting(candidates, prices, left, slots, gpus)
+        if fill:
+            todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) or todo
+        if not todo:
+            break
+        ids = [r.id for r in todo]
+        queued += ids
+        say(f"shard: {len(todo)} cells{' more' if records else ''}, {min(slots, len(todo))} at once, predicted "
+            f"{wall(todo, prices, slots, gpus) / 60:.1f} min of training at most: " + ", ".join(ids))
+        prepare(params_path, {r.dataset for r in todo})
+        finished = train_until(params_path, ids, deadline, train_stage.run)
+        cut = [i for i in ids if i not in finished]
+        if finished:
+            evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
+        records += [landing_record(i, revision, command) for i in finished]
+    if not queued:
         say("shard: no missing cell fits the seconds given")
         return None
-    ids = [r.id for r in todo]
-    minutes = wall(todo, prices, slots, gpus) / 60
-    say(f"shard: {len(todo)} cells, {min(slots, len(todo))} at once, predicted {minutes:.1f} min of training at most: "
-        + ", ".join(ids))
-    generate = load_section(params_path, "generate")
-    needed = {r.dataset for r in todo}
-    for dataset, task in tasks_of(generate, str(params_path)):
-        if dataset.name in needed and not (DATA / dataset.name / "meta.json").exists():
-            write_dataset(task, generate.sizes, generate.seed, DATA / dataset.name)
-    finished = train_until(params_path, ids, began + seconds - STOP_MARGIN, train_stage.run)
-    cut = [i for i in ids if i not in finished]
-    waiting = [i for i in carried if i not in ids]  # carried in, not trained here: carried on
-    if finished:
-        evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
-    revision = git_rev()
-    records = []
-    for run_id in finished:
-        result = load(RESULTS / f"{run_id}.json", Results)
-        trained = load(RUNTIME_TRAIN / f"{run_id}.json", TrainRuntime)
-        evaluated = load(RUNTIME_EVALUATE / f"{run_id}.json", EvaluateRuntime) or {"eval_seconds": 0.0}
-        records.append({**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
-                        "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"],
-                        "git_rev": trained["git_rev"] or revision, "versions": trained["versions"],
-                        "command": command})
+    waiting = [i for i in carried if i not in queued]  # carried in, not trained here: carried on
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
     carry = out / f"carry-{stamp}.tar.gz"
@@ -177,6 +183,26 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
         f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else ""))
     return path
+
+
+def prepare(params_path: Path, datasets: set[str]) -> None:
+    """The `datasets` generated here, those not generated yet."""
+    from .generation import tasks_of, write_dataset
+
+    generate = load_section(params_path, "generate")
+    for dataset, task in tasks_of(generate, str(params_path)):
+        if dataset.name in datasets and not (DATA / dataset.name / "meta.json").exists():
+            write_dataset(task, generate.sizes, generate.seed, DATA / dataset.name)
+
+
+def landing_record(run_id: str, revision: str, command: str) -> dict:
+    """A finished and evaluated run's record as it lands: its results, cost and provenance."""
+    result = load(RESULTS / f"{run_id}.json", Results)
+    trained = load(RUNTIME_TRAIN / f"{run_id}.json", TrainRuntime)
+    evaluated = load(RUNTIME_EVALUATE / f"{run_id}.json", EvaluateRuntime) or {"eval_seconds": 0.0}
+    return {**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
+            "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"],
+            "git_rev": trained["git_rev"] or revision, "versions": trained["versions"], "command": command}
 
 
 def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
@@ -201,13 +227,15 @@ def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
 
 
 def filled(candidates: list[Run], sizes: dict[str, int], slots: int) -> list[Run]:
-    """`--fill`: the candidates in order, up to `slots`, that the carry archive can hold should all be
-    cut off (a run too large to carry is passed over: cut off, it would lose what it trained)."""
-    out, room = [], CARRY_BYTES
+    """`--fill`: the candidates in order, as one queue, as far as the carry archive can hold any
+    `slots` of them (the most that can be in flight, and so cut off, at the deadline; a run that has
+    not started has nothing to carry). A run too large to carry is passed over: cut off, it would lose
+    what it trained."""
+    out: list[Run] = []
     for run in candidates:
-        if len(out) < slots and sizes[run.id] <= room:
+        largest = sorted((sizes[r.id] for r in out + [run]), reverse=True)[:slots]
+        if sum(largest) <= CARRY_BYTES:
             out.append(run)
-            room -= sizes[run.id]
     return out
 
 

@@ -126,17 +126,31 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     out = pipeline("shard", "--seconds", "100000", "--out", "back")
     first, = (tmp_path / "back").glob("shard-*.json")
     shard = json.loads(first.read_text())
-    assert [r["run"] for r in shard["runs"]] == ["lis_n5-standard-w16-s0"] and "1 cells" in out
+    # w16 fails in 4 steps, so the search moves on to w32 in the same shard, in a second round
+    assert [r["run"] for r in shard["runs"]] == ["lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"]
+    assert "shard: 1 cells, 1 at once" in out and "shard: 1 cells more, 1 at once" in out
     record = shard["runs"][0]
     assert record["device"] == "cpu" and record["curve"] and record["train_seconds"] > 0
     assert record["command"] == "python -m pipeline shard --seconds 100000 --out back"
     pipeline("land", str(first))
     cells = json.loads((tmp_path / "reports" / "paper" / "cells.json").read_text())["cells"]
-    assert [c["run"] for c in cells] == ["lis_n5-standard-w16-s0"]
+    assert [c["run"] for c in cells] == ["lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"]
     first.unlink()
-    pipeline("shard", "--seconds", "100000", "--out", "back")
-    second, = (tmp_path / "back").glob("shard-*.json")
-    assert [r["run"] for r in json.loads(second.read_text())["runs"]] == ["lis_n5-standard-w32-s0"]
+    assert "no missing cell fits" in pipeline("shard", "--seconds", "100000", "--out", "back")
+    assert not list((tmp_path / "back").glob("shard-*.json"))
+
+
+def test_the_frontier_moves_on_past_a_width_that_failed_here_or_landed(tmp_path, params):
+    from pipeline.shard import frontier
+
+    cells = tmp_path / "cells.json"
+    land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.2)])], cells)
+    ids = [r.id for r in frontier(params, "3", False, cells)]
+    assert ids == ["ed_n4-standard-w32-s0", "ed_n4-sparse-w16-s0", "ed_n4-linear-w16-s0"]
+    here = {"ed_n4-standard-w32-s0": landed("ed_n4-standard-w32-s0", 0.95),  # passes: w64 is implied
+            "ed_n4-sparse-w16-s0": landed("ed_n4-sparse-w16-s0", 0.3)}
+    ids = [r.id for r in frontier(params, "3", False, cells, here=here)]
+    assert ids == ["ed_n4-sparse-w32-s0", "ed_n4-linear-w16-s0"]
 
 
 def test_a_shard_takes_the_cheapest_cells_that_fit():
@@ -152,7 +166,10 @@ def test_a_shard_takes_the_cheapest_cells_that_fit():
     three = 100 * max(1.0, 3 / SHARED_GAIN)
     assert fitting(runs, prices, three / SAFETY, slots=8) == [runs[1], runs[0], runs[2]]
     assert fitting(runs, prices, (three - 1) / SAFETY, slots=8) == [runs[1], runs[0]]
-    assert fitting(runs, prices, three / SAFETY, slots=2) == [runs[1], runs[0]]  # no more than slots
+    # on 2 slots, a queue: the w64 run takes the slot the w32 run frees
+    two = max(1.0, 2 / SHARED_GAIN)
+    assert fitting(runs, prices, (10 + 100) * two / SAFETY, slots=2) == [runs[1], runs[0], runs[2]]
+    assert fitting(runs, prices, (10 + 100) * two / SAFETY - 1, slots=2) == [runs[1], runs[0]]
 
 
 def test_sharing_a_gpu_slows_each_run_past_the_measured_gain():
@@ -164,6 +181,7 @@ def test_sharing_a_gpu_slows_each_run_past_the_measured_gain():
     prices = {r.id: 100.0 for r in small}
     assert wall(small, prices, 1) == 800.0  # one slot: one after another
     assert wall(small, prices, 8) == pytest.approx(100.0 * 8 / SHARED_GAIN)
+    assert wall(small, prices, 4) == pytest.approx(2 * 100.0 * 4 / SHARED_GAIN)  # a queue: two runs a slot
     assert wall(small[:1], prices, 8) == 100.0  # alone on the GPU: its price, shared with nothing
     wide = [Run("ed_n4", "standard", 512, s) for s in range(2)]
     assert wall(wide, {r.id: 100.0 for r in wide}, 8) == 200.0  # bound by arithmetic: no gain
@@ -248,6 +266,16 @@ def test_a_shard_trains_as_many_at_once_as_asked_and_records_it(tmp_path, params
     with pytest.raises(SystemExit) as stop:
         main(["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "0"])
     assert stop.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_the_train_stage_takes_a_shards_runs_in_the_order_given():
+    from pipeline.params import Run
+    from pipeline.stages.train import shard_of
+
+    runs = [Run("ed_n4", a, 16, 0) for a in ("standard", "sparse", "linear")]
+    ids = [r.id for r in runs]
+    assert shard_of(runs, None, [ids[2], ids[0], ids[2], "elsewhere"]) == [runs[2], runs[0]]
+    assert shard_of(runs, (1, 2)) == [runs[1]] and shard_of(runs, (0, 2), ids[::-1]) == [runs[2], runs[0]]
 
 
 def test_a_shard_of_unknown_cells_is_refused_before_anything(tmp_path, params, monkeypatch):
@@ -398,17 +426,20 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_fill_starts_no_more_runs_than_its_archive_can_carry():
+def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline():
     from pipeline.params import Run
     from pipeline.shard import CARRY_BYTES, filled
 
     runs = [Run("ed_n6", a, w, 0) for w in (512, 256, 128) for a in ("standard", "linear")]
     sizes = {r.id: {512: 145, 256: 37, 128: 10}[r.width] * 2**20 for r in runs}
     chosen = filled(runs, sizes, 8)
-    # the w512 runs are passed over (one alone is past the archive), one w256 fits, then the w128
+    # the w512 runs are passed over (one alone is past the archive), one w256 fits, then one w128
     assert [r.id for r in chosen] == ["ed_n6-standard-w256-s0", "ed_n6-standard-w128-s0"]
     assert sum(sizes[r.id] for r in chosen) <= CARRY_BYTES
-    assert filled(runs[4:], sizes, 1) == runs[4:5]  # and no more than the slots
+    # on 2 slots no more than 2 are in flight when the deadline comes: not both w256, but both w128
+    assert [r.id for r in filled(runs, sizes, 2)] == [
+        "ed_n6-standard-w256-s0", "ed_n6-standard-w128-s0", "ed_n6-linear-w128-s0"]
+    assert filled(runs[4:], sizes, 1) == runs[4:]  # a queue, one at a time
 
 
 def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):

@@ -343,10 +343,11 @@ def test_the_memory_estimate_stays_above_every_measured_peak():
 
 
 def test_gpu_concurrency_leaves_room_for_the_largest_run():
+    from pipeline.execution.capacity import RUNS_PER_GPU
     from pipeline.stages.train import gpu_workers, peak_gib
 
     h200 = 139.0
-    assert gpu_workers(48, peak_gib(256, 220, 256, 3), h200) == 8  # a sweep of small models: 8 at once
+    assert gpu_workers(48, peak_gib(256, 220, 256, 3), h200) == RUNS_PER_GPU  # a sweep of small models
     largest = peak_gib(512, 508, 1024, 3)  # the paper's largest cell
     assert gpu_workers(260, largest, h200) == 2 and 2 * largest < 0.85 * h200
     assert gpu_workers(3, 1.0, h200) == 3 and gpu_workers(5, 500.0, h200) == 1

@@ -12,21 +12,26 @@ FIXED_GIB = 0.5  # a process's CUDA context, weights and optimiser state at thes
 # context and the caching allocator's fragmentation, neither of which the estimate above counts.
 MEMORY_SHARE = 0.85
 # Runs at once on one GPU at most. Small models (widths 32-128) are bound by kernel launches, about
-# 6 ms a step whatever the width, so several processes overlap on one GPU; the sweep benchmark
-# (benchmarks/results/sweep.json: 12 runs of widths 32-128 on an H200) ran 8 at once. More would
-# add CPU contention on a 16-core host without more GPU work in flight.
-RUNS_PER_GPU = 8
+# 6 ms a step alone whatever the width, so several processes overlap on one GPU, through CUDA MPS best
+# (12 runs: 1.28 times faster than time-sliced, benchmarks/results/sweep_h100_c12*.json). Measured in
+# shards of the paper profile on an H100 under MPS (docs/benchmarks.md, "Sharing one GPU"): 8 runs of
+# w32 (ED n=6, 12, 16) did 1.11 times the work of one alone; 4 of them (ED n=6, 12) 1.70 times, and
+# each run 3.4 times faster than among 8. Fewer at once also finish, and land, sooner.
+RUNS_PER_GPU = 4
 # How much sharing one GPU speeds up runs of widths up to LAUNCH_BOUND_WIDTH, for the slowest of them:
 # k runs at once each take k / SHARED_GAIN times its `predict-hours` price alone (at least 1 time).
-# Measured in two shards of the paper profile, in ms a step each with the price alone in brackets:
+# Measured in shards of the paper profile, in ms a step each with the price alone in brackets:
 # - 4 runs of ED n=6 on an H200 (f00616c): standard w32 11.6 (5.3), w64 7.6 (5.4); linear w32 16.9
 #   (5.1), w64 8.2 (5.6). Together 2.2 times the steps of one alone; the slowest 3.3 times its price.
-# - 8 runs of w32, ED n=6, 12 and 16, on an H100 through CUDA MPS (bcf1ad3, docs/benchmarks.md):
-#   standard and sparse 37-43 (5.3-9.1), linear 68 and 73 (5.1). Together 1.11 times the work of one
-#   alone; the slowest, linear n=12, 14.4 times its price: 8 / 14.4 = 0.56.
-# A shard must bound the slowest, so the lower gain holds. Wider runs are bound by arithmetic, and
+# - 8 runs of w32, ED n=6, 12 and 16, on an H100 through CUDA MPS (bcf1ad3): standard and sparse 37-43
+#   (5.3-9.1), linear 68 and 73 (5.1). Together 1.11 times the work of one alone.
+# - 4 runs of w32 on an H100 through MPS (7337c07): ED n=6 standard 11.0 (5.3), sparse 11.6 (5.7),
+#   linear 18.1 (5.1), n=12 standard 11.8 (5.3): 1.70 times. ED n=12 sparse 30.8 (5.7), linear 51.7
+#   (5.1), n=16 standard 29.7 (8.4), sparse 31.1 (9.1): 0.86 times, the longer sequences fill the GPU.
+#   The slowest, linear n=12, 10.1 times its price: 4 / 10.1 = 0.40.
+# A shard must bound the slowest, so the lowest gain holds. Wider runs are bound by arithmetic, and
 # sharing gains them nothing (1.0).
-SHARED_GAIN = 0.56
+SHARED_GAIN = 0.40
 LAUNCH_BOUND_WIDTH = 128
 
 

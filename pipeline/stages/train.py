@@ -206,10 +206,15 @@ def check_fits(params: TrainParams, lengths: dict[str, int], vocab: dict[str, in
                              f"than the {available:,.0f} GiB of {name}")
 
 
-def shard_of(runs: list[Run], shard: tuple[int, int] | None) -> list[Run]:
+def shard_of(runs: list[Run], shard: tuple[int, int] | None, only: list[str] | None = None) -> list[Run]:
     """Shard (i, n) of a sweep: every n-th run from the i-th (0-based), so that n job-array tasks
-    each train their own runs; None: all of them."""
-    return runs if shard is None else runs[shard[0] :: shard[1]]
+    each train their own runs; None: all of them. `only`: those of these run ids, in their order (a GPU
+    shard's queue: its carried runs first)."""
+    runs = runs if shard is None else runs[shard[0] :: shard[1]]
+    if only is None:
+        return runs
+    ours = {r.id: r for r in runs}
+    return [ours[i] for i in dict.fromkeys(only) if i in ours]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -235,7 +240,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
     except ParamError as err:
         raise ParamError(f"{params_path}: {err}") from None
     lengths, vocab = {}, {}
-    todo = [r for r in shard_of(params.runs, shard) if only is None or r.id in only]
+    todo = shard_of(params.runs, shard, only)
     needed = list(dict.fromkeys(r.dataset for r in todo)) if only is not None else params.datasets
     for name in needed:  # every dataset complete and unchanged, before anything is written
         if not (data / name).exists():
