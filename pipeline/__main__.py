@@ -98,7 +98,8 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--cells", help="comma-separated run ids to train whatever their status (an implied cell, to "
                                     "check the search; a landed one, to see the spread)")
     sh.add_argument("--fill", action="store_true",
-                    help="queue the whole frontier, whether or not it fits: runs cut off are carried")
+                    help="queue every cell, whether or not it fits (runs cut off are carried), and the "
+                         "frontier after --cells")
     sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
                     help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
     sh.add_argument("--concurrency", type=cli.positive, metavar="N",

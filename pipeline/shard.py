@@ -117,10 +117,11 @@ def slots_of(concurrency: int, gpus: int) -> int:
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
         command: str = "python -m pipeline shard", cells: list[str] | None = None, fill: bool = False,
         resume_from: Path | None = None) -> Path | None:
-    """`cells`: exactly these run ids of the profile, whatever their status (an implied cell trained
-    to check the search, or a landed one trained again to see the spread), as far as they fit.
-    `resume_from`: a carry archive of an earlier shard, whose runs go on first; `fill`: every cell of
-    the frontier queued, whether or not it can finish (those cut off are carried)."""
+    """`cells`: these run ids of the profile, whatever their status (an implied cell trained to check
+    the search, or a landed one trained again to see the spread), as far as they fit, instead of the
+    search's frontier. `resume_from`: a carry archive of an earlier shard, whose runs go on first;
+    `fill`: every cell queued, whether or not it can finish (those cut off are carried), and the
+    frontier after the `cells`."""
     from . import hours
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
@@ -144,12 +145,9 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     queued: list[str] = []  # every run queued here, in every round
     cut: list[str] = []
     while not cut and time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
-        if cells:
-            candidates = [known[c] for c in cells]
-        else:
-            candidates = frontier(params_path, figure, every_width, here={r["run"]: r for r in records})
-        candidates = [known[i] for i in carried] + [r for r in candidates if r.id not in carried]
-        candidates = [r for r in candidates if r.id not in queued]
+        search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
+            if fill or not cells else []
+        candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
         left = deadline + STOP_MARGIN - time.time()
         todo = fitting(candidates, prices, left, slots, gpus)
         if fill:
@@ -183,6 +181,16 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
         f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else ""))
     return path
+
+
+def queue(carried: list[Run], named: list[Run], search: list[Run], queued: list[str]) -> list[Run]:
+    """A round's candidates in the order they queue: the carried runs, the cells named, then the
+    search's frontier; each once, and none queued in an earlier round."""
+    out: dict[str, Run] = {}
+    for run in (*carried, *named, *search):
+        if run.id not in queued:
+            out.setdefault(run.id, run)
+    return list(out.values())
 
 
 def prepare(params_path: Path, datasets: set[str]) -> None:

@@ -138,6 +138,10 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     first.unlink()
     assert "no missing cell fits" in pipeline("shard", "--seconds", "100000", "--out", "back")
     assert not list((tmp_path / "back").glob("shard-*.json"))
+    # a named cell trained again, with --fill: the frontier after it is empty
+    pipeline("shard", "--seconds", "100000", "--out", "back", "--cells", "lis_n5-standard-w16-s0", "--fill")
+    again, = (tmp_path / "back").glob("shard-*.json")
+    assert [r["run"] for r in json.loads(again.read_text())["runs"]] == ["lis_n5-standard-w16-s0"]
 
 
 def test_the_frontier_moves_on_past_a_width_that_failed_here_or_landed(tmp_path, params):
@@ -266,6 +270,15 @@ def test_a_shard_trains_as_many_at_once_as_asked_and_records_it(tmp_path, params
     with pytest.raises(SystemExit) as stop:
         main(["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "0"])
     assert stop.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_a_shards_queue_carried_runs_first_then_named_cells_then_the_frontier():
+    from pipeline.params import Run
+    from pipeline.shard import queue
+
+    a, b, c, d = (Run("ed_n4", "standard", w, 0) for w in (16, 32, 64, 128))
+    assert queue([c], [a, c], [b, a, d], []) == [c, a, b, d]
+    assert queue([c], [a], [b, d], [c.id, a.id]) == [b, d]  # a later round: nothing queued twice
 
 
 def test_the_train_stage_takes_a_shards_runs_in_the_order_given():
