@@ -27,7 +27,8 @@ RUNS_PER_GPU = 4
 #   (5.3-9.1), linear 68 and 73 (5.1). Together 1.11 times the work of one alone.
 # - 4 runs of w32 on an H100 through MPS (7337c07): ED n=6 standard 11.0 (5.3), sparse 11.6 (5.7),
 #   linear 18.1 (5.1), n=12 standard 11.8 (5.3): 1.70 times. ED n=12 sparse 30.8 (5.7), linear 51.7
-#   (5.1), n=16 standard 29.7 (8.4), sparse 31.1 (9.1): 0.86 times, the longer sequences fill the GPU.
+#   (5.1), n=16 standard 29.7 (8.4), sparse 31.1 (9.1): 0.86 times, the longer sequences fill the GPU
+#   (the prices are an H200's, whose memory is 1.4 times as fast as an H100's).
 #   The slowest, linear n=12, 10.1 times its price: 4 / 10.1 = 0.40.
 # A shard must bound the slowest, so the lowest gain holds. Wider runs are bound by arithmetic, and
 # sharing gains them nothing (1.0).
