@@ -14,6 +14,7 @@ import yaml
 from . import compose
 from .execution import cli
 from .execution.capacity import RUNS_PER_GPU
+from .params import COMPILE_MODES
 
 STAGES = {"generate": "datasets of params.yaml's generate section",
           "train": "every run of the sweep (params.yaml's train section)",
@@ -29,12 +30,13 @@ def option(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def at_once(params: Path, runs: int, folder: str) -> Path:
-    """`params` with train.concurrency set to `runs`, written to `folder`: how many runs train at once
-    is in no run's key, so a shard may change it without retraining or restarting anything."""
+def how_trained(params: Path, folder: str, **train: object) -> Path:
+    """`params` with these train settings (concurrency, compile) set, written to `folder`: how runs are
+    scheduled and compiled is in no run's key, so a shard may change it without retraining or
+    restarting anything, and being on its command line, it is in every record the shard writes."""
     composed = yaml.safe_load(params.read_text())
-    composed["train"]["concurrency"] = runs
-    out = Path(folder) / "at-once.yaml"
+    composed["train"].update({k: v for k, v in train.items() if v is not None})
+    out = Path(folder) / "how-trained.yaml"
     out.write_text(yaml.safe_dump(composed, sort_keys=False, width=120))
     return out
 
@@ -105,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--concurrency", type=cli.positive, metavar="N",
                     help="train N runs at once (default: the parameters' train.concurrency; auto: up to "
                          f"{RUNS_PER_GPU} a GPU)")
+    sh.add_argument("--compile", choices=COMPILE_MODES, help="how a training step runs on the GPU (default: the "
+                                                              "parameters' train.compile; auto picks by width)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
                                              "cells.md and figures, implied cells drawn as such")
     params_or_profile(pr)
@@ -159,8 +163,8 @@ def dispatch(args: argparse.Namespace) -> None:
         command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
-            if args.concurrency:
-                params = at_once(params, args.concurrency, tmp)
+            if args.concurrency or args.compile:
+                params = how_trained(params, tmp, concurrency=args.concurrency, compile=args.compile)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
                       args.fill, args.resume_from)

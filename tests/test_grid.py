@@ -250,7 +250,8 @@ def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, 
     assert states[("ed", "sparse", 4, 16)] == "missing"
 
 
-def test_a_shard_trains_as_many_at_once_as_asked_and_records_it(tmp_path, params, monkeypatch, capsys):
+def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp_path, params, monkeypatch,
+                                                                              capsys):
     import sys
 
     from pipeline import shard
@@ -267,6 +268,15 @@ def test_a_shard_trains_as_many_at_once_as_asked_and_records_it(tmp_path, params
     assert main(argv) == 0
     assert seen["train"].concurrency == 3 and seen["command"].endswith("--concurrency 3")
     assert seen["train"].runs == load_section(params, "train").runs  # the same runs, and so the same keys
+    assert seen["train"].compile == load_section(params, "train").compile
+    assert main([*argv[:-2], "--compile", "inductor-cudagraphs"]) == 0
+    # as the parameters have it
+    assert seen["train"].compile == "inductor-cudagraphs" and seen["train"].concurrency == load_section(
+        params, "train").concurrency
+    assert seen["train"].training() == load_section(params, "train").training()  # what decides the weights
+    with pytest.raises(SystemExit) as stop:
+        main([*argv[:-2], "--compile", "fast"])
+    assert stop.value.code == 2 and "invalid choice: 'fast'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
         main(["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "0"])
     assert stop.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
