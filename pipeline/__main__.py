@@ -184,7 +184,7 @@ def dispatch(args: argparse.Namespace) -> None:
             missing = {c for c, s in states.items() if s == "missing" and c[0] in begun}
             report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied, records, missing,
                              "the landed cells of the paper's grid (`cells.json`; each with its cost and provenance "
-                             "in `cells.md`)")
+                             "in `cells.md`)", grid.cells_training(params, records, shards))
             from . import hours
             from .cells import cells_report
             from .execution.io import write_text

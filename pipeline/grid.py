@@ -173,10 +173,23 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     return [r["run"] for r in added]
 
 
+def cell_of(run: Run) -> tuple[str, str, int, int]:
+    """A run's cell in the figures: (task, attention, n, width)."""
+    return task_of(run.dataset), run.attention, int(run.dataset.rsplit("_n", 1)[1]), run.width
+
+
 def cell_states(params_path: Path, records: list[dict]) -> dict[tuple, str]:
     """(task, attention, n, width) -> status (`cell_status`) of every cell of the profile, given the
     landed `records` (`all_landed`), for the figures."""
     train: TrainParams = load_section(params_path, "train")
     first = first_records(records)
-    return {(task_of(r.dataset), r.attention, int(r.dataset.rsplit("_n", 1)[1]), r.width):
-            cell_status(r, train.widths, first) for r in train.runs}
+    return {cell_of(r): cell_status(r, train.widths, first) for r in train.runs}
+
+
+def cells_training(params_path: Path, records: list[dict], shards: dict[str, dict]) -> dict[tuple, str]:
+    """(task, attention, n, width) -> how far its run got ("47k of 64k steps") for every run in
+    progress (`in_progress`), for the figures."""
+    train: TrainParams = load_section(params_path, "train")
+    carried = {i: n for runs in in_progress(shards, first_records(records)).values() for i, n in runs.items()}
+    return {cell_of(r): "carried" if carried[r.id] is None else
+            f"{carried[r.id] / 1000:g}k of\n{train.max_steps / 1000:g}k steps" for r in train.runs if r.id in carried}

@@ -467,7 +467,7 @@ def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline()
 
 def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):
     from pipeline.cells import cells_report
-    from pipeline.grid import landed_file
+    from pipeline.grid import cells_training, landed_file
 
     cells = tmp_path / "cells.json"
 
@@ -485,8 +485,10 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     assert status(params, cells)["carried"] == {"carry-1.tar.gz": {"ed_n4-standard-w16-s0": 900}}
     assert "| ed_n4-standard-w16-s0 | 900 | carry-1.tar.gz |" in report()
     assert "still in progress (carried): 0.42" in report()
+    assert cells_training(params, *landed_file(cells)) == {("ed", "standard", 4, 16): "0.9k of\n0.02k steps"}
     assert land([finished], cells) == ["ed_n4-standard-w16-s0"]
     assert status(params, cells)["carried"] == {}  # landed since: no longer in progress
+    assert cells_training(params, *landed_file(cells)) == {}
     assert "still in progress (carried): 0.00" in report()
     assert land([carried, finished], cells) == []  # landing again changes nothing
     assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)

@@ -92,6 +92,13 @@ def test_missing_runs_are_marked_never_zero(tmp_path):
     assert image.shape[0] > 300 and image.shape[1] > 200 and image[..., :3].std() > 0.05
 
 
+def test_a_run_under_way_is_drawn_as_training_never_as_a_number():
+    recs = [r for r in known_grid().records if not (r["attention"] == "linear" and r["n"] == 8)]
+    grid = Grid(recs, training={("ed", "linear", 8, 16): "1.5k of\n2k steps"})
+    texts = [t.get_text() for ax in heatmap_panel(grid, ["ed"], ["linear"], "t").axes for t in ax.texts]
+    assert "training\n1.5k of\n2k steps" in texts and texts.count("missing") == 3  # the other widths of n=8
+
+
 def test_seed_spread_is_shown():
     grid = Grid([record(seed=0, acc=0.5), record(seed=1, acc=0.7)])
     cell = grid.cell("ed", "standard", 4, 16)

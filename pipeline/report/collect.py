@@ -80,13 +80,14 @@ class Grid:
     with no run is reported as missing, never as 0."""
 
     def __init__(self, records: list[dict], implied: set[tuple] = frozenset(),
-                 planned: set[tuple] = frozenset()) -> None:
+                 planned: set[tuple] = frozenset(), training: dict[tuple, str] | None = None) -> None:
         """`implied`: (task, attention, n, width) of cells not trained because a narrower width of the
         same task, size and type passed (the width search); drawn as implied, never as a number.
         `planned`: cells of the sweep that may have no run yet (the paper's grid while it is trained),
-        so that they show as missing."""
-        self.records, self.implied = records, set(implied)
-        self.known = self.implied | set(planned)
+        so that they show as missing; `training`: those of them whose run is under way -> how far it got
+        (a run carried from one GPU lease to the next), drawn as such, never as a number."""
+        self.records, self.implied, self.training = records, set(implied), dict(training or {})
+        self.known = self.implied | set(planned) | set(self.training)
         self.cells: dict[tuple, Cell] = {}
         self.seq_len: dict[tuple[str, int], int] = {}
         for r in records:

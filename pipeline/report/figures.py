@@ -13,13 +13,14 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from .collect import TITLES, Grid, compute_curve, fit_power_law  # noqa: E402
 
-MISSING, FAILED, IMPLIED = "missing", "failed", "implied"
+MISSING, FAILED, IMPLIED, TRAINING = "missing", "failed", "implied", "training"
 
 
 def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
     """x: width, y: problem size (n and L), colour and text: accuracy in %. A cell without a run
     is hatched grey and says `missing` (`failed` where runs gave no accuracy): never a 0; a cell the
-    width search implied (a narrower width passed) is pale green and says `implied`."""
+    width search implied (a narrower width passed) is pale green and says `implied`; one whose run is
+    under way is pale yellow and says `training` and how far it got."""
     sizes, widths = grid.sizes(task), grid.widths(task)
     values = np.full((len(sizes), len(widths)), np.nan)
     for i, n in enumerate(sizes):
@@ -34,6 +35,11 @@ def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
             if cell is None and (task, attention, n, w) in grid.implied:  # a narrower width passed: not trained
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#d9ead3", edgecolor="0.6"))
                 ax.text(j, i, f"{IMPLIED}\n(narrower\npassed)", ha="center", va="center", fontsize=6)
+                continue
+            if cell is None and (task, attention, n, w) in grid.training:  # carried between GPU leases
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#fff2cc", edgecolor="0.6"))
+                ax.text(j, i, f"{TRAINING}\n{grid.training[task, attention, n, w]}", ha="center", va="center",
+                        fontsize=6)
                 continue
             if cell is None or cell.acc is None:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.85", hatch="//", edgecolor="0.6"))

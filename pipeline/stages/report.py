@@ -99,10 +99,12 @@ def log_to_wandb(made: dict[str, str], rows: list[dict], out: Path, sweep: str) 
 
 def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUNTIME_TRAIN,
         out: Path = REPORTS, implied: set[tuple] = frozenset(), records: list[dict] | None = None,
-        planned: set[tuple] = frozenset(), source: str | None = None) -> None:
+        planned: set[tuple] = frozenset(), source: str | None = None,
+        training: dict[tuple, str] | None = None) -> None:
     """`implied`: cells the width search did not train; `records`: the results, if not those in the
     folder `results` (the paper's report: the landed cells, `grid.all_landed`); `planned`: cells of
-    the sweep with no result yet, drawn as missing; `source`: where the results came from, in words."""
+    the sweep with no result yet, drawn as missing; `source`: where the results came from, in words;
+    `training`: cells whose run is under way -> how far it got."""
     params: ReportParams = load_section(params_path, "report")
     if records is None:
         records = load_metrics(results) if results.is_dir() else []
@@ -114,7 +116,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     for folder in (out, out / "figures", out / "plots", out / "runtime"):
         check_writable(folder)
         remove_temporaries(folder, depth=0)  # what a killed earlier attempt was writing
-    grid = Grid(records, implied, planned)
+    grid = Grid(records, implied, planned, training)
     made = figures(grid, params.thresholds, out / "figures")
     rows = plot_rows(grid, params.thresholds)
     write_text(out / "plots" / "min_width.csv", csv_text(rows))
