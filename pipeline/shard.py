@@ -135,6 +135,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         unknown = [c for c in cells if c not in known]
         if unknown:
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
+    if not cells and not PAPER_CELLS.exists():  # a copy of the tree without reports/: say so, not silently
+        say(f"shard: {PAPER_CELLS} not found: no cell counts as landed, so the search starts at the narrowest widths")
     carried = unpack(resume_from, known, RUNS) if resume_from else {}
     for run_id, steps in carried.items():  # a carried run costs what it has left
         prices[run_id] *= max(0.0, 1 - steps / train.max_steps)

@@ -129,6 +129,7 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     # w16 fails in 4 steps, so the search moves on to w32 in the same shard, in a second round
     assert [r["run"] for r in shard["runs"]] == ["lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"]
     assert "shard: 1 cells, 1 at once" in out and "shard: 1 cells more, 1 at once" in out
+    assert "cells.json not found: no cell counts as landed" in out  # nothing landed yet, and it says so
     record = shard["runs"][0]
     assert record["device"] == "cpu" and record["curve"] and record["train_seconds"] > 0
     assert record["command"] == "python -m pipeline shard --seconds 100000 --out back"
@@ -136,7 +137,8 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     cells = json.loads((tmp_path / "reports" / "paper" / "cells.json").read_text())["cells"]
     assert [c["run"] for c in cells] == ["lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"]
     first.unlink()
-    assert "no missing cell fits" in pipeline("shard", "--seconds", "100000", "--out", "back")
+    out = pipeline("shard", "--seconds", "100000", "--out", "back")
+    assert "no missing cell fits" in out and "not found" not in out
     assert not list((tmp_path / "back").glob("shard-*.json"))
     # a named cell trained again, with --fill: the frontier after it is empty
     pipeline("shard", "--seconds", "100000", "--out", "back", "--cells", "lis_n5-standard-w16-s0", "--fill")
