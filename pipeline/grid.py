@@ -187,8 +187,8 @@ def cell_states(params_path: Path, records: list[dict]) -> dict[tuple, str]:
 
 
 def cells_training(params_path: Path, records: list[dict], shards: dict[str, dict]) -> dict[tuple, str]:
-    """(task, attention, n, width) -> how far its run got ("47k of 64k steps") for every run in
-    progress (`in_progress`), for the figures."""
+    """(task, attention, n, width) -> how far its run got ("47k of 64k steps", on two lines) for every
+    run in progress (`in_progress`), for the figures."""
     train: TrainParams = load_section(params_path, "train")
     carried = {i: n for runs in in_progress(shards, first_records(records)).values() for i, n in runs.items()}
     return {cell_of(r): "carried" if carried[r.id] is None else

@@ -16,7 +16,7 @@ MEMORY_SHARE = 0.85
 # (12 runs: 1.28 times faster than time-sliced, benchmarks/results/sweep_h100_c12*.json). Measured in
 # shards of the paper profile on an H100 under MPS (docs/benchmarks.md, "Sharing one GPU"): 8 runs of
 # w32 (ED n=6, 12, 16) did 1.11 times the work of one alone; 4 of them (ED n=6, 12) 1.70 times, and
-# each run 3.4 times faster than among 8. Fewer at once also finish, and land, sooner.
+# each run 3.3-3.8 times faster than among 8. Fewer at once also finish, and land, sooner.
 RUNS_PER_GPU = 4
 # How much sharing one GPU speeds up runs of widths up to LAUNCH_BOUND_WIDTH, for the slowest of them:
 # k runs at once each take k / SHARED_GAIN times its `predict-hours` price alone (at least 1 time).
