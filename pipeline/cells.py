@@ -88,6 +88,16 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
     else:
         lines.append("None.")
 
+    landed_runs = {r["run"] for r in records}
+    crashed = [(run, why, name) for name, s in sorted((shards or {}).items())
+               for run, why in (s.get("crashed") or {}).items() if run not in landed_runs]
+    lines += ["", "## Failed with an error (a crash, not a divergence), not landed since", ""]
+    if crashed:
+        lines += ["| run | why | shard |", "| --- | --- | --- |"]
+        lines += [f"| {run} | {why.replace('|', '/')} | {name} |" for run, why, name in crashed]
+    else:
+        lines.append("None.")
+
     priced = sum(prices.get(r["run"], 0.0) for r in records) / 3600
     going = carried_hours(records, shards or {})
     lines += ["", "## Cost", "",

@@ -156,9 +156,13 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
             raise CorruptFile(f"{file}: not a shard file (expected {{\"runs\": [...]}})")
         if not isinstance(shard.get("carried") or {}, (dict, list)):
             raise CorruptFile(f"{file}: carried: not a mapping of run ids to the steps they had done")
+        crashed = shard.get("crashed") or {}
+        if not isinstance(crashed, dict) or not all(isinstance(v, str) for v in crashed.values()):
+            raise CorruptFile(f"{file}: crashed: not a mapping of run ids to why they failed")
         device = shard.get("device") or next((r.get("device") for r in shard["runs"] if isinstance(r, dict)), None)
         shards[file.name] = {"seconds": shard.get("seconds"), "device": device,
-                             "carried": dict(sorted(carried_steps(shard).items())), "carry": shard.get("carry")}
+                             "carried": dict(sorted(carried_steps(shard).items())), "carry": shard.get("carry"),
+                             "crashed": dict(sorted(crashed.items()))}
         # each record keeps its shard and the shard's wall seconds: its cells shared the GPU
         records += [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
                      "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]

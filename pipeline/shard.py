@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say
-from .execution.runtime import Interrupted, carry_on, device, gpu_count, interruptible
+from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible
 from .grid import FIGURES, cell_status, landed, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
@@ -145,8 +145,9 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     revision = git_rev()
     records: list[dict] = []
     queued: list[str] = []  # every run queued here, in every round
-    cut: list[str] = []
-    while not cut and time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
+    cut: list[str] = []  # queued here and not finished: cut off at the deadline, not started, or crashed
+    crashed: dict[str, str] = {}  # run id -> why its training or evaluation failed (not a divergence)
+    while time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
         search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
             if fill or not cells else []
         candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
@@ -161,11 +162,15 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         say(f"shard: {len(todo)} cells{' more' if records else ''}, {min(slots, len(todo))} at once, predicted "
             f"{wall(todo, prices, slots, gpus) / 60:.1f} min of training at most: " + ", ".join(ids))
         prepare(params_path, {r.dataset for r in todo})
-        finished = train_until(params_path, ids, deadline, train_stage.run)
-        cut = [i for i in ids if i not in finished]
+        finished, failures = train_until(params_path, ids, deadline, train_stage.run)
+        crashed.update(failures)
+        cut += [i for i in ids if i not in finished]
         if finished:
-            evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
-        records += [landing_record(i, revision, command) for i in finished]
+            try:
+                evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
+            except Failed as err:  # the others were evaluated
+                crashed.update(err.failures)
+        records += [landing_record(i, revision, command) for i in finished if i not in crashed]
     if not queued:
         say("shard: no missing cell fits the seconds given")
         return None
@@ -175,13 +180,15 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     carry = out / f"carry-{stamp}.tar.gz"
     kept, parts = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else ({}, 0)
     path = out / f"shard-{stamp}.json"
-    path.write_text(json.dumps({"runs": records, "device": device(), "cut_off": cut, "carried": kept,
+    path.write_text(json.dumps({"runs": records, "device": device(), "cut_off": cut, "crashed": crashed,
+                                "carried": kept,
                                 "carry": carry.name if kept else None, "carry_parts": parts,
                                 "params": str(params_path),
                                 "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)}, indent=1) + "\n")
     more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
-        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else ""))
+        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else "")
+        + (f"; {len(crashed)} failed ({', '.join(crashed)}), why in the shard file's crashed" if crashed else ""))
     return path
 
 
@@ -352,11 +359,13 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
     return out
 
 
-def train_until(params_path: Path, ids: list[str], deadline: float, train) -> list[str]:
+def train_until(params_path: Path, ids: list[str], deadline: float, train) -> tuple[list[str], dict[str, str]]:
     """`train(params_path, only=ids)`, stopped at `deadline` (time.time()) if still training then, as a
-    SIGTERM would stop it; returns the ids whose training finished. A stop that is not the deadline's
-    (Ctrl-C, a SIGTERM from outside) still stops the shard."""
+    SIGTERM would stop it; returns the ids whose training finished, and those whose training failed
+    with an error (`Failed`: the others went on) -> why. A stop that is not the deadline's (Ctrl-C, a
+    SIGTERM from outside) still stops the shard."""
     reached, done = threading.Event(), threading.Event()
+    failures: dict[str, str] = {}
 
     def stop() -> None:
         if not done.is_set():
@@ -368,7 +377,10 @@ def train_until(params_path: Path, ids: list[str], deadline: float, train) -> li
     timer.daemon = True
     timer.start()
     try:
-        train(params_path, only=ids)
+        try:
+            train(params_path, only=ids)
+        except Failed as err:
+            failures = err.failures
         done.set()
     except Interrupted as err:
         if not reached.is_set():
@@ -377,4 +389,4 @@ def train_until(params_path: Path, ids: list[str], deadline: float, train) -> li
         say(f"shard: training stopped at the deadline ({err})")
     finally:
         timer.cancel()
-    return [i for i in ids if (RUNS / i / "train.json").exists()]
+    return [i for i in ids if (RUNS / i / "train.json").exists()], failures

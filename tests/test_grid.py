@@ -213,8 +213,13 @@ def test_a_shard_stops_training_at_its_deadline_and_keeps_what_finished(tmp_path
 
     try:
         began = time.time()
-        assert train_until(tmp_path, ["a", "b"], time.time() + 0.5, train) == ["a"]
+        assert train_until(tmp_path, ["a", "b"], time.time() + 0.5, train) == (["a"], {})
         assert time.time() - began < 10 and not runtime.stopping()
+
+        def one_failed(params_path, only):  # the stage trained the others, then names the one that failed
+            raise runtime.Failed("train", {"b": "RunError: boom"}, 2)
+
+        assert train_until(tmp_path, ["a", "b"], time.time() + 60, one_failed) == (["a"], {"b": "RunError: boom"})
 
         def stopped_from_outside(params_path, only):
             signal.raise_signal(signal.SIGTERM)
@@ -226,6 +231,41 @@ def test_a_shard_stops_training_at_its_deadline_and_keeps_what_finished(tmp_path
         runtime.carry_on()
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, monkeypatch):
+    """One run's crash (an error, not a divergence): the shard trains, evaluates and writes the others,
+    names the crash in its file, and the landed cells' report lists it."""
+    from pipeline import shard, training
+    from pipeline.cells import cells_report
+    from pipeline.grid import landed_file
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "generate": generate_section(tasks={"lis": {"sizes": [5], "options": {"number_range": None}}}, train_size=200),
+        "train": train_section(widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
+        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    fit = training.fit
+
+    def crashing(folder, meta, out, run, *args, **kwargs):
+        if run["width"] == 16:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore lines")
+        return fit(folder, meta, out, run, *args, **kwargs)
+
+    monkeypatch.setattr(training, "fit", crashing)
+    ids = ["lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"]
+    record = json.loads(shard.run(params, 100000.0, tmp_path / "back", cells=ids).read_text())
+    assert [r["run"] for r in record["runs"]] == ids[1:]
+    assert record["crashed"] == {ids[0]: "RunError: train: run lis_n5-standard-w16-s0 failed: RuntimeError: CUDA "
+                                         "error: an illegal memory access was encountered"}
+    cells = tmp_path / "cells.json"
+    assert land(list((tmp_path / "back").glob("shard-*.json")), cells) == ids[1:]
+    records, shards = landed_file(cells)
+    text = cells_report(records, {}, shards)
+    assert f"| {ids[0]} | RunError: train: run {ids[0]} failed: RuntimeError: CUDA error" in text
 
 
 def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, monkeypatch):

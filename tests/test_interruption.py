@@ -231,3 +231,22 @@ def test_a_stopped_stage_leaves_nothing_running_and_resumes_exactly(tmp_path, un
     finish(start(["train"], path))
     for run in POOL_RUNS:
         assert json.loads((path / "runs" / run / "train.json").read_text()) == uninterrupted[run], run
+
+
+def _tenth(x: int) -> int:
+    return 10 // x
+
+
+def test_a_jobs_error_ends_the_stage_or_where_asked_is_kept_and_the_others_go_on():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.execution.runtime import run_all, run_each
+
+    jobs = [(5,), (0,), (2,)]
+    label = lambda job: f"job{job[0]}"  # noqa: E731
+    for run in (run_each, lambda *a, **k: run_all(ThreadPoolExecutor(2), *a, **k)):
+        with pytest.raises(ZeroDivisionError):
+            run(_tenth, jobs, label)
+        failures: dict[str, str] = {}
+        assert run(_tenth, jobs, label, lambda job, result: (job[0], result), failures) == [(5, 2), (2, 5)]
+        assert failures == {"job0": "ZeroDivisionError: integer division or modulo by zero"}

@@ -17,6 +17,7 @@ import warnings
 from contextlib import contextmanager
 
 from ..provenance import git_rev
+from .io import say
 
 # Warnings known to be harmless here, each filtered by its message and the module it comes from, so
 # that any other warning, from these modules too, still shows.
@@ -51,6 +52,22 @@ def quiet() -> None:
 class Interrupted(KeyboardInterrupt):
     """The stage was asked to stop (SIGINT or SIGTERM): the runs in flight keep their last checkpoint,
     no new run starts, and running the stage again resumes them."""
+
+
+class Failed(RuntimeError):
+    """Some jobs of a stage failed and the others went on (a GPU shard's runs: one run's crash must
+    not cost the others): `failures` maps each failed job to its one-line reason."""
+
+    def __init__(self, what: str, failures: dict[str, str], jobs: int) -> None:
+        super().__init__(f"{what}: {len(failures)} of {jobs} runs failed ({', '.join(failures)}); the others "
+                         "went on")
+        self.failures = failures
+
+
+def one_line(err: BaseException) -> str:
+    """An error's type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 STOPPING = False  # set once this process has been asked to stop
@@ -160,15 +177,48 @@ def stage_pool(workers: int, gpus: int):
                                initargs=(workers, slots, os.getpid()))
 
 
-def run_all(pool, fn, jobs: list[tuple], label, on_result=lambda job, result: result) -> list:
-    """`on_result(job, fn(*job))` for every job on `pool`, in order, as the results come. Interrupted
+def failed(job: str, err: Exception, failures: dict[str, str] | None) -> None:
+    """A job's error: raised again, or where `failures` is given, said and put there."""
+    if failures is None:
+        raise err
+    say(f"{job} failed: {one_line(err)}")
+    failures[job] = one_line(err)
+
+
+def run_each(fn, jobs: list[tuple], label, on_result=lambda job, result: result,
+             failures: dict[str, str] | None = None) -> list:
+    """`run_all` in this process, one job after another."""
+    out = []
+    for job in jobs:
+        try:
+            result = fn(*job)
+        except Exception as err:  # a job's own error (a stop is a KeyboardInterrupt, not caught here)
+            failed(label(job), err, failures)
+            continue
+        out.append(on_result(job, result))
+    return out
+
+
+def run_all(pool, fn, jobs: list[tuple], label, on_result=lambda job, result: result,
+            failures: dict[str, str] | None = None) -> list:
+    """`on_result(job, fn(*job))` for every job on `pool`, in order, as the results come; where
+    `failures` is given, a job that raises an error is put there (`label(job)` -> `one_line`) and the
+    others go on, instead of the first error ending the stage. Interrupted
     (the stage's own SIGINT or SIGTERM, or a worker's): every worker is told to stop (SIGINT: it ends
     its run at the next step, keeping the last checkpoint), no job that has not started starts, and
     `Interrupted` is raised once every worker is idle, naming the jobs (`label(job)`) that were
     stopped or never started."""
     futures = [pool.submit(busy, fn, *job) for job in jobs]
     try:
-        return [on_result(job, f.result()) for job, f in zip(jobs, futures)]
+        out = []
+        for job, future in zip(jobs, futures):
+            try:
+                result = future.result()
+            except Exception as err:  # a job's own error (a stop is a KeyboardInterrupt, not caught here)
+                failed(label(job), err, failures)
+                continue
+            out.append(on_result(job, result))
+        return out
     except KeyboardInterrupt:
         global STOPPING
         STOPPING = True

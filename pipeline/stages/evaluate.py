@@ -26,6 +26,7 @@ from ..execution import cli
 from ..execution.capacity import RUNS_PER_GPU
 from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
+    Failed,
     Interrupted,
     device,
     gpu_count,
@@ -33,6 +34,7 @@ from ..execution.runtime import (
     lightning_stops,
     quiet,
     run_all,
+    run_each,
     stage_pool,
     stopping,
     versions,
@@ -163,11 +165,15 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
             for (run_id, train), w in zip(trains.items(), where)]
     gpus = gpu_count()
     workers = params.concurrency or (min(RUNS_PER_GPU * gpus, n) if gpus else 1)
+    failures = {} if only is not None else None  # a GPU shard: one run's error must not cost the others
     if workers == 1 or n <= 1:
-        records = [_report(evaluate_run(*job)) for job in jobs]
+        records = run_each(evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result), failures)
     else:  # several processes share the GPUs: small models' generation is bound by kernel launches
         with stage_pool(workers, gpus) as pool:  # every GPU of the host, each process on one
-            records = run_all(pool, evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result))
+            records = run_all(pool, evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result),
+                              failures)
+    if failures:
+        raise Failed("evaluate", failures, n)
     if only is not None:
         return records
     wanted = {f"{run_id}.json" for run_id in trains}

@@ -31,12 +31,14 @@ from ..execution.capacity import gpu_workers, peak_gib
 from ..execution.distributed import Group, distributed, launch
 from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
+    Failed,
     Interrupted,
     gpu_count,
     interruptible,
     lightning_stops,
     quiet,
     run_all,
+    run_each,
     runtime_info,
     stage_pool,
     stopping,
@@ -290,12 +292,14 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         workers = 1
     where = [f"[{i}/{len(todo)}] " for i in range(1, len(todo) + 1)]
     rank = group.rank if group else 0  # rank 0 reports and records the sweep
+    failures = {} if only is not None else None  # a GPU shard: one run's error must not cost the others
     if workers == 1:
-        results = [_report(p, train_run(r, params, data, runs, runtime, p, group), rank) for r, p in zip(todo, where)]
+        results = run_each(train_run, [(r, params, data, runs, runtime, p, group) for r, p in zip(todo, where)],
+                           lambda job: job[0].id, lambda job, result: _report(job[5], result, rank), failures)
     else:  # several processes share the GPUs (each pinned to one); each trains its runs one after the other
         with stage_pool(workers, gpus) as pool:
             results = run_all(pool, train_run, [(r, params, data, runs, runtime, p) for r, p in zip(todo, where)],
-                              lambda job: job[0].id, lambda job, result: _report(job[5], result))
+                              lambda job: job[0].id, lambda job, result: _report(job[5], result), failures)
     if group is not None:
         group.close()
         if rank:
@@ -314,6 +318,8 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
     failed = [r for r in results if r["status"] != "finished"]
     if failed:
         say(f"train: {len(failed)} of {len(results)} runs diverged (shown as failed in the report)")
+    if failures:
+        raise Failed("train", failures, len(todo))
 
 
 def _report(position: str, result: dict, rank: int = 0) -> dict:
