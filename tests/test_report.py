@@ -73,6 +73,17 @@ def test_statement_is_read_off_the_numbers():
     assert "No run reached" in "\n".join(statement(known_grid(), 0.999))
 
 
+def test_the_statement_says_which_sizes_are_still_open():
+    """A grid being trained: a size where no width passed yet, with widths not trained, is open, not
+    a finding."""
+    recs = [r for r in known_grid().records if not (r["attention"] == "linear" and r["width"] >= 32)]
+    recs = [r for r in recs if not (r["attention"] == "standard" and r["n"] == 16)]
+    text = "\n".join(statement(Grid(recs), 0.9))
+    assert "standard reached it at 2 of 3 sizes (the same width throughout; 1 of 3 sizes still open" in text
+    assert "linear reached it at 1 of 3 sizes (the same width throughout; 2 of 3 sizes still open" in text
+    assert "still open" not in "\n".join(statement(known_grid(), 0.9))  # every width trained: settled
+
+
 def test_missing_runs_are_marked_never_zero(tmp_path):
     recs = [r for r in known_grid().records if not (r["attention"] == "linear" and r["n"] == 8)]
     recs.append(record(attention="linear", n=8, width=16, acc=float("nan")))  # a failed run

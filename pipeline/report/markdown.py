@@ -95,13 +95,17 @@ def statement(grid: Grid, threshold: float) -> list[str]:
         for attention in grid.attentions():
             widths = {n: grid.min_width(task, attention, n, threshold) for n in sizes}
             reached = [n for n in sizes if widths[n]]
+            # sizes no width reached yet while some width has no run: the answer there is still open
+            open_ = sum(_fmt_width(grid, task, attention, n, threshold) == "missing" for n in sizes)
+            still = f"{open_} of {len(sizes)} sizes still open: widths with no run or a failed one" if open_ else ""
             if not reached:
-                parts.append(f"{attention} reached {100 * threshold:g}% at no size")
+                parts.append(f"{attention} reached {100 * threshold:g}% at no size" + (f" ({still})" if still else ""))
                 continue
             first, last = widths[reached[0]], widths[reached[-1]]
             trend = ("the same width throughout" if first == last else
                      f"width {first} at n={reached[0]} and {last} at n={reached[-1]}")
-            parts.append(f"{attention} reached it at {len(reached)} of {len(sizes)} sizes ({trend})")
+            parts.append(f"{attention} reached it at {len(reached)} of {len(sizes)} sizes ({trend}"
+                         + (f"; {still})" if still else ")"))
         out.append(f"- {TITLES.get(task, task)}: " + "; ".join(parts) + ".")
         # compute at the largest size that every type reached
         common = [n for n in sizes if all(grid.min_width(task, a, n, threshold) for a in grid.attentions())]
