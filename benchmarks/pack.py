@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from pipeline.attention import ATTENTION
+from pipeline.execution.runtime import one_line
 from pipeline.model import DecoderTransformer, ModelConfig
 from pipeline.training import Schedule, adamw, chain_loss
 
@@ -177,7 +178,7 @@ def run(out: Path, steps: int, batch: int, length: int = 212, vocab: int = 40, w
             body()
             sync(device)
         except RuntimeError as err:  # a path that cannot be captured is a result too, not the end of the run
-            errors[label] = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+            errors[label] = one_line(err)
             print(f"pack: {label}: failed: {errors[label]}", flush=True)
             record()
             return

@@ -151,10 +151,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
             if fill or not cells else []
         candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
-        left = deadline + STOP_MARGIN - time.time()
-        todo = fitting(candidates, prices, left, slots, gpus)
-        if fill:
-            todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) or todo
+        todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) if fill else []
+        todo = todo or fitting(candidates, prices, deadline + STOP_MARGIN - time.time(), slots, gpus)
         if not todo:
             break
         ids = [r.id for r in todo]

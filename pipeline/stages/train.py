@@ -36,6 +36,7 @@ from ..execution.runtime import (
     gpu_count,
     interruptible,
     lightning_stops,
+    one_line,
     quiet,
     run_all,
     run_each,
@@ -170,8 +171,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         if created and not (out / "checkpoints" / "last.ckpt").exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming: leave no trace of this attempt
         if isinstance(err, Exception) and not isinstance(err, ValueError | OSError):
-            raise RunError(f"train: run {run.id} failed: {type(err).__name__}: {str(err).strip().splitlines()[0]}") \
-                from err
+            raise RunError(f"train: run {run.id} failed: {one_line(err)}") from err
         raise
     record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
               **result, "curve": curve.points}
