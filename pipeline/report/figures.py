@@ -46,9 +46,10 @@ def heatmap(ax, grid: Grid, task: str, attention: str) -> None:
                 ax.text(j, i, FAILED if cell is not None else MISSING, ha="center", va="center", fontsize=7)
                 continue
             text = f"{100 * cell.acc:.1f}"
-            if cell.spread:
-                text += f"\n({100 * cell.spread[0]:.0f}-{100 * cell.spread[1]:.0f})"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if cell.acc < 0.6 else "black")
+            if cell.spread:  # to the same tenth as the mean: runs at 99.6 and 99.9 are not "100-100"
+                text += f"\n({100 * cell.spread[0]:.1f}-{100 * cell.spread[1]:.1f})"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6 if cell.spread else 7,
+                    color="white" if cell.acc < 0.6 else "black")
     ax.set_xticks(range(len(widths)), [str(w) for w in widths])
     ax.set_yticks(range(len(sizes)), [f"n={n}\nL={grid.seq_len[task, n]}" if (task, n) in grid.seq_len else f"n={n}"
                                       for n in sizes])
