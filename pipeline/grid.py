@@ -80,6 +80,13 @@ def cell_status(run: Run, widths: list[int], records: dict[str, dict]) -> str:
     return "missing"
 
 
+def searched_next(run: Run, widths: list[int], records: dict[str, dict]) -> bool:
+    """Whether the width search trains `run` next: missing, and every narrower width of its task, size
+    and type landed without passing (one that passed would imply it)."""
+    return cell_status(run, widths, records) == "missing" and all(
+        Run(run.dataset, run.attention, w, run.seed).id in records for w in widths if w < run.width)
+
+
 def gpu_hours(records: list[dict], landed_shards: dict[str, dict] | None = None) -> float:
     """Device hours the records took: each shard's wall seconds once (its cells shared the GPU), and a
     record landed without its shard's seconds, its own training and evaluation seconds; and the
@@ -98,8 +105,9 @@ def gpu_hours(records: list[dict], landed_shards: dict[str, dict] | None = None)
 
 
 def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, float] | None = None) -> dict:
-    """Per figure: cells, trained, implied, failed, missing and the hours predicted for the missing
-    (`prices`: run id -> seconds); and the GPU-hours the landed cells took."""
+    """Per figure: cells, trained, implied, failed, missing, the missing cells the search trains next
+    (`next`), and the hours predicted for the missing and for the next (`prices`: run id -> seconds,
+    each run alone to its cap); and the GPU-hours the landed cells took."""
     train: TrainParams = load_section(params_path, "train")
     everything, shards = landed_file(folder)
     records = first_records(everything)
@@ -108,9 +116,12 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         runs = [r for r in train.runs if task_of(r.dataset) in tasks and r.attention in attentions]
         states = {r.id: cell_status(r, train.widths, records) for r in runs}
         counts = Counter(states.values())
-        figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")}}
+        following = [r.id for r in runs if searched_next(r, train.widths, records)]
+        figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")},
+                           "next": len(following)}
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
+            figures[figure]["hours_next"] = round(sum(prices[i] for i in following) / 3600, 2)
     return {"figures": figures, "gpu_hours": round(gpu_hours(everything, shards), 3),
             "carried": in_progress(shards, records)}
 
@@ -133,16 +144,19 @@ def in_progress(shards: dict[str, dict], records: dict[str, dict]) -> dict[str, 
 
 
 def table(state: dict) -> str:
-    lines = ["| figure | cells | trained | implied | failed | missing | hours left (predicted) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| figure | cells | trained | implied | failed | missing | next in the search | hours: missing / next |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for figure, c in state["figures"].items():
-        left = c.get("hours_left")
+        left, following = c.get("hours_left"), c.get("hours_next")
+        hours = "-" if left is None else f"{left:.1f} / {following:.1f}"
         lines.append(f"| {figure} | {c['cells']} | {c['trained']} | {c['implied']} | {c['failed']} | {c['missing']} | "
-                     f"{'-' if left is None else f'{left:.1f}'} |")
+                     f"{c['next']} | {hours} |")
     carried = "".join(f"\nIn progress, to resume with --resume-from {archive}: "
                       + ", ".join(r if n is None else f"{r} ({n} steps)" for r, n in runs.items())
                       for archive, runs in state.get("carried", {}).items())
-    return "\n".join(lines) + f"\n\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}" + carried
+    return ("\n".join(lines) + "\n\nHours predicted, each run alone to the cap. missing: every missing cell (an "
+            "upper bound);\nnext: the width search's next cells, which it cannot skip (runs in progress included)."
+            f"\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}" + carried)
 
 
 def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:

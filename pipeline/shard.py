@@ -35,7 +35,7 @@ from pathlib import Path
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say
 from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible
-from .grid import FIGURES, cell_status, landed, task_of
+from .grid import FIGURES, cell_status, landed, searched_next, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
 from .provenance import git_rev
@@ -71,10 +71,8 @@ def frontier(params_path: Path, figure: str | None, every_width: bool, folder: P
         for run in train.runs:
             if task_of(run.dataset) not in tasks or run.attention not in attentions or run.id in chosen:
                 continue
-            if cell_status(run, train.widths, records) != "missing":
-                continue
-            narrower = [Run(run.dataset, run.attention, w, run.seed) for w in train.widths if w < run.width]
-            if every_width or all(n.id in records for n in narrower):
+            if searched_next(run, train.widths, records) or (
+                    every_width and cell_status(run, train.widths, records) == "missing"):
                 chosen[run.id] = run
     return list(chosen.values())
 

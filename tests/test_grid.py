@@ -52,11 +52,12 @@ def test_landed_cells_and_the_search_decide_the_status(tmp_path, params):
                                    "lis_n6-linear-w32-s0"]
     state = status(params, runs, prices={r: 3600.0 for r in _ids()})
     # ED: standard w16 passed, so w32 and w64 are implied; linear w16 trained and failed the threshold
+    # the search trains linear w32 and sparse w32 next (w16 landed without passing), w64 after them
     assert state["figures"]["3"] == {"cells": 9, "trained": 2, "implied": 2, "failed": 1, "missing": 4,
-                                     "hours_left": 4.0}
+                                     "next": 2, "hours_left": 4.0, "hours_next": 2.0}
     assert state["figures"]["1"]["cells"] == 18 and state["figures"]["1"]["trained"] == 3
     assert state["figures"]["2"] == {"cells": 0, "trained": 0, "implied": 0, "failed": 0, "missing": 0,
-                                     "hours_left": 0.0}
+                                     "next": 0, "hours_left": 0.0, "hours_next": 0.0}
     assert state["gpu_hours"] == pytest.approx(3 * 1810 / 3600, abs=1e-3)  # the CPU-trained cell is not GPU time
 
     # landing the same shard again writes nothing; a second training of a cell lands beside the first
@@ -97,7 +98,12 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     assert main(["grid-status", "--params", str(params), "--landed", str(runs), "--json"]) == 0
     state = json.loads(capsys.readouterr().out)
     assert state["figures"]["3"]["trained"] == 1 and state["figures"]["3"]["implied"] == 2
-    assert state["figures"]["3"]["hours_left"] > 0 and state["gpu_hours"] > 0
+    assert state["figures"]["3"]["hours_left"] > state["figures"]["3"]["hours_next"] > 0 and state["gpu_hours"] > 0
+    assert main(["grid-status", "--params", str(params), "--landed", str(runs)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 |"))
+    # ED: standard w16 passed (w32, w64 implied); sparse and linear w16 are next, their w32 and w64 missing after
+    left, following = state["figures"]["3"]["hours_left"], state["figures"]["3"]["hours_next"]
+    assert row == f"| 3 | 9 | 1 | 2 | 0 | 6 | 2 | {left:.1f} / {following:.1f} |"
 
 
 @pytest.mark.slow
