@@ -115,7 +115,7 @@ def test_seed_spread_is_shown():
     cell = grid.cell("ed", "standard", 4, 16)
     assert cell.acc == pytest.approx(0.6) and cell.spread == (0.5, 0.7)
     fig = heatmap_panel(grid, ["ed"], ["standard"], "t")
-    assert "60.0\n(50-70)" in [t.get_text() for t in fig.axes[0].texts]
+    assert "60.0\n(50.0-70.0)" in [t.get_text() for t in fig.axes[0].texts]
 
 
 def test_one_run_only():
