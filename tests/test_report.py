@@ -229,9 +229,10 @@ def test_the_budget_table_reads_the_smallest_width_off_the_curves():
     table = budget_table(grid, 0.9, [2_000_000, 8_000_000, 32_000_000])
     assert "| standard | 2M | none |" in table and "|  | 32M | 16 |" in table
     assert "- ED n=4, standard: none at 2M, 32 at 8M, 16 at 32M" in table
-    # "?" (cannot tell) against one answer is no change: linear w32 passes by 4M, w16 ended at 8M, no w64
-    wide = Grid([record(attention="linear", width=16, acc=0.01, curve=short),
+    # "?" (cannot tell) against one answer is no change: at 2M no width passed and w64 has no curve;
+    # by 8M w32 passed (at 6M), w16 did not
+    unsure = Grid([record(attention="linear", width=16, acc=0.01, curve=short),
                  record(attention="linear", width=32, acc=0.95, curve=curve((2, 0.01), (6, 0.95))),
                  record(attention="linear", width=64, acc=None)])
-    assert [wide.min_width_within("ed", "linear", 4, 0.9, b) for b in (2e6, 8e6)] == ["?", "32"]
-    assert "- nowhere" in budget_table(wide, 0.9, [2_000_000, 8_000_000])
+    assert [unsure.min_width_within("ed", "linear", 4, 0.9, b) for b in (2e6, 8e6)] == ["?", "32"]
+    assert "- nowhere" in budget_table(unsure, 0.9, [2_000_000, 8_000_000])
