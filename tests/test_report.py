@@ -67,7 +67,7 @@ def test_exponent_fit_recovers_a_known_power_law():
 
 def test_statement_is_read_off_the_numbers():
     text = "\n".join(statement(known_grid(), 0.9))
-    assert "standard reached it at 3 of 3 sizes (the same width throughout)" in text
+    assert "standard reached it at 3 of 3 sizes (width 16 throughout)" in text
     assert "linear reached it at 3 of 3 sizes (width 16 at n=4 and 64 at n=16)" in text
     assert "linear 4.00x" in text  # 64 vs 16 wide at n=16, FLOPs proportional to width here
     assert "No run reached" in "\n".join(statement(known_grid(), 0.999))
@@ -79,8 +79,8 @@ def test_the_statement_says_which_sizes_are_still_open():
     recs = [r for r in known_grid().records if not (r["attention"] == "linear" and r["width"] >= 32)]
     recs = [r for r in recs if not (r["attention"] == "standard" and r["n"] == 16)]
     text = "\n".join(statement(Grid(recs), 0.9))
-    assert "standard reached it at 2 of 3 sizes (the same width throughout; 1 of 3 sizes still open" in text
-    assert "linear reached it at 1 of 3 sizes (the same width throughout; 2 of 3 sizes still open" in text
+    assert "standard reached it at 2 of 3 sizes (width 16 throughout; 1 of 3 sizes still open" in text
+    assert "linear reached it at 1 of 3 sizes (width 16 at n=4; 2 of 3 sizes still open" in text
     assert "still open" not in "\n".join(statement(known_grid(), 0.9))  # every width trained: settled
 
 

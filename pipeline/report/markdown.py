@@ -104,8 +104,12 @@ def statement(grid: Grid, threshold: float) -> list[str]:
                 parts.append(f"{attention} reached {100 * threshold:g}% at no size" + (f" ({still})" if still else ""))
                 continue
             first, last = widths[reached[0]], widths[reached[-1]]
-            trend = ("the same width throughout" if first == last else
-                     f"width {first} at n={reached[0]} and {last} at n={reached[-1]}")
+            if len(reached) == 1:  # one size: no trend to state, only where
+                trend = f"width {first} at n={reached[0]}"
+            elif first == last:
+                trend = f"width {first} throughout"
+            else:
+                trend = f"width {first} at n={reached[0]} and {last} at n={reached[-1]}"
             parts.append(f"{attention} reached it at {len(reached)} of {len(sizes)} sizes ({trend}"
                          + (f"; {still})" if still else ")"))
         out.append(f"- {TITLES.get(task, task)}: " + "; ".join(parts) + ".")
