@@ -8,11 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .grid import gpu_hours, in_progress, passes
-
-
-def sequences_to(curve: list[dict] | None, threshold: float) -> int | None:
-    """Training sequences at the first validation that reached `threshold` (None: never, or no curve)."""
-    return next((p["sequences"] for p in curve or [] if (p.get("acc") or 0.0) >= threshold), None)
+from .report.collect import sequences_to
 
 
 def _millions(n: int | None) -> str:

@@ -236,3 +236,18 @@ def test_the_budget_table_reads_the_smallest_width_off_the_curves():
                  record(attention="linear", width=64, acc=None)])
     assert [unsure.min_width_within("ed", "linear", 4, 0.9, b) for b in (2e6, 8e6)] == ["?", "32"]
     assert "- nowhere" in budget_table(unsure, 0.9, [2_000_000, 8_000_000])
+
+
+def test_the_learning_figure_draws_sequences_to_the_threshold_and_failures_apart():
+    from pipeline.report.figures import learning_figure
+
+    grid = Grid([record(width=16, acc=0.01, curve=curve((2, 0.01), (32, 0.01))),  # never reached: at 32M
+                 record(width=32, acc=0.99, curve=curve((2, 0.01), (20, 0.95))),
+                 record(width=32, seed=1, acc=0.99, curve=curve((2, 0.01), (24, 0.95))),  # trained twice
+                 record(width=64, acc=0.99, curve=curve((2, 0.95))),
+                 record(width=128, acc=0.99)])  # no curve (a run older than curves): not drawn
+    ax = learning_figure(grid, ["ed"], ["standard"], 0.9).axes[0]
+    reached, missed = ax.lines
+    assert list(reached.get_xdata()) == [32, 32, 64] and list(reached.get_ydata()) == [20e6, 24e6, 2e6]
+    assert list(missed.get_ydata()) == [32e6] and missed.get_marker() == "x"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["standard n=4", "standard: not reached"]

@@ -160,6 +160,11 @@ class Grid:
         return sorted({r["seed"] for r in self.records})
 
 
+def sequences_to(curve: list[dict] | None, threshold: float) -> int | None:
+    """Training sequences at the first validation that reached `threshold` (None: never, or no curve)."""
+    return next((p["sequences"] for p in curve or [] if (p.get("acc") or 0.0) >= threshold), None)
+
+
 def reached_within(run: dict, threshold: float, budget: int) -> bool | None:
     """Whether the run's validation accuracy reached `threshold` within `budget` training sequences;
     None where its curve cannot tell: no curve (a run older than curves), or a run that ended short of

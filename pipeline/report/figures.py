@@ -11,7 +11,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
-from .collect import TITLES, Grid, compute_curve, fit_power_law  # noqa: E402
+from .collect import TITLES, Grid, compute_curve, fit_power_law, sequences_to  # noqa: E402
 
 MISSING, FAILED, IMPLIED, TRAINING = "missing", "failed", "implied", "training"
 
@@ -117,6 +117,50 @@ def compute_figure(grid: Grid, tasks: list[str], attentions: list[str], threshol
             else:
                 ax.text(0.5, 0.5, "no model reached\nthe threshold", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle("Smallest model reaching the threshold: compute against problem size")
+    return fig
+
+
+def learning_figure(grid: Grid, tasks: list[str], attentions: list[str], threshold: float) -> Figure:
+    """Per task: the training sequences each run took to reach `threshold` (its first validation at
+    or above it) against width, a line per model and size. A run that never reached it is an x at
+    the sequences it saw (the cap, or where it stopped): drawn as a failure, never as a time."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.4 * len(tasks), 3.8), squeeze=False, layout="constrained")
+    markers = "osD^v<>p"
+    for c, task in enumerate(tasks):
+        ax = axes[0][c]
+        for a, attention in enumerate(attentions):
+            shift = 2 ** (0.06 * (a - (len(attentions) - 1) / 2))  # the models' x's side by side, not on top
+            label = f"{attention}: not reached"
+            for k, n in enumerate(grid.sizes(task)):
+                reached, missed = [], []
+                for width in grid.widths(task):
+                    cell = grid.cell(task, attention, n, width)
+                    for run in [r for r in (cell.runs if cell else []) if r.get("curve")]:
+                        seen = sequences_to(run["curve"], threshold)
+                        if seen is None:
+                            missed.append((width, run["curve"][-1]["sequences"]))
+                        else:
+                            reached.append((width, seen))
+                if reached:
+                    ax.plot(*zip(*sorted(reached)), marker=markers[k % len(markers)], color=f"C{a}",
+                            label=f"{attention} n={n}")
+                if missed:
+                    ax.plot([w * shift for w, _ in missed], [y for _, y in missed], "x", color=f"C{a}",
+                            markersize=7, label=label)
+                    label = None  # one legend entry a model
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(grid.widths(task), [str(w) for w in grid.widths(task)])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("embedding width")
+        ax.set_ylabel(f"training sequences to {100 * threshold:g}%")
+        ax.set_title(f"{TITLES.get(task, task)}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no validation curves", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(f"How long each run took to reach {100 * threshold:g}% validation accuracy")
     return fig
 
 

@@ -20,7 +20,7 @@ from ..layout import PARAMS, REPORTS, RESULTS, RUNTIME_TRAIN
 from ..params import ReportParams, load_section
 from ..records import TrainRuntime, load
 from ..report.collect import Grid, compute_curve, load_metrics
-from ..report.figures import compute_figure, heatmap, heatmap_panel, save
+from ..report.figures import compute_figure, heatmap, heatmap_panel, learning_figure, save
 from ..report.markdown import report, runtime_report
 
 
@@ -58,6 +58,12 @@ def figures(grid: Grid, thresholds: list[float], folder: Path) -> dict[str, str]
     save(compute_figure(grid, grid.tasks(), attentions, thresholds, (("flops", "FLOPs per sequence"),)),
          folder / "compute.png")
     made[caption] = f"{folder.name}/compute.png"
+    if any(r.get("curve") for r in grid.records):  # runs older than validation curves have none
+        threshold = thresholds[0]
+        caption = (f"Training sequences to {100 * threshold:g}% validation accuracy against width "
+                   "(x: never reached, at the sequences the run saw)")
+        save(learning_figure(grid, grid.tasks(), attentions, threshold), folder / "learning.png")
+        made[caption] = f"{folder.name}/learning.png"
     return made
 
 
