@@ -172,7 +172,8 @@ def reached_within(run: dict, threshold: float, budget: int) -> bool | None:
     curve = run.get("curve")
     if not curve:
         return None
-    if any(p["sequences"] <= budget and (p.get("acc") or 0.0) >= threshold for p in curve):
+    first = sequences_to(curve, threshold)  # a curve's points come in the order trained
+    if first is not None and first <= budget:
         return True
     return False if curve[-1]["sequences"] >= budget else None
 
