@@ -77,22 +77,43 @@ def frontier(params_path: Path, figure: str | None, every_width: bool, folder: P
     return list(chosen.values())
 
 
+def slowdown(chosen: list[Run], slots: int, gpus: int = 1) -> float:
+    """What sharing a GPU multiplies each run's price by while the queue `chosen` keeps as many runs
+    at once as it can (k on one GPU: max(1, k / gain), `SHARED_GAIN` where every run is launch-bound,
+    else 1: no gain); one alone on its GPU takes its price."""
+    if slots <= 1:
+        return 1.0
+    gain = SHARED_GAIN if all(r.width <= LAUNCH_BOUND_WIDTH for r in chosen) else 1.0
+    per_gpu = -(-min(slots, len(chosen)) // max(gpus, 1))
+    return max(1.0, per_gpu / gain) if per_gpu > 1 else 1.0
+
+
 def wall(chosen: list[Run], prices: dict[str, float], slots: int, gpus: int = 1) -> float:
     """Predicted seconds to train the queue `chosen`: on one slot, one after another; on several, each
-    run in order on the slot that frees first, the runs spread over `gpus`, k on one GPU each taking
-    max(1, k / gain) x its price alone (`SHARED_GAIN` where every run is launch-bound, else 1: no
-    gain; k is as many as the queue keeps at once), and one alone on its GPU its price."""
+    run in order on the slot that frees first, the runs spread over `gpus`, each taking its price
+    times the `slowdown` of sharing."""
     if slots <= 1:
         return sum(prices[r.id] for r in chosen)
-    gain = SHARED_GAIN if all(r.width <= LAUNCH_BOUND_WIDTH for r in chosen) else 1.0
-    at_once = min(slots, len(chosen))
-    per_gpu = -(-at_once // max(gpus, 1))
-    slowdown = max(1.0, per_gpu / gain) if per_gpu > 1 else 1.0
-    ends = [0.0] * at_once
+    factor = slowdown(chosen, slots, gpus)
+    ends = [0.0] * min(slots, len(chosen))
     for run in chosen:
         free = ends.index(min(ends))
-        ends[free] += prices[run.id] * slowdown
+        ends[free] += prices[run.id] * factor
     return max(ends)
+
+
+def ahead(runs: list[Run], queue: list[Run], prices: dict[str, float], seconds: float, slots: int,
+          gpus: int = 1) -> list[Run]:
+    """`--fill` with `--cells`: of the named `runs` that `filled` passed over (too large to carry, so
+    one cut off would lose what it trained), those that go ahead of the `queue`, cheapest first, one
+    slot each, as far as each is predicted to finish within SAFETY x `seconds` beside the queue."""
+    out: list[Run] = []
+    for run in sorted(runs, key=lambda r: prices[r.id]):
+        trial = out + [run]
+        factor = slowdown((trial + queue)[:slots], slots, gpus)
+        if len(trial) <= slots and max(prices[r.id] for r in trial) * factor <= SAFETY * seconds:
+            out = trial
+    return out
 
 
 def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1, gpus: int = 1) -> list[Run]:
@@ -119,7 +140,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     the search, or a landed one trained again to see the spread), as far as they fit, instead of the
     search's frontier. `resume_from`: a carry archive of an earlier shard, whose runs go on first;
     `fill`: every cell queued, whether or not it can finish (those cut off are carried), and the
-    frontier after the `cells`."""
+    frontier after the `cells`; a cell named that is too large to carry goes first if it is predicted
+    to finish, and is otherwise said and left out."""
     from . import hours
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
@@ -145,12 +167,21 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     queued: list[str] = []  # every run queued here, in every round
     cut: list[str] = []  # queued here and not finished: cut off at the deadline, not started, or crashed
     crashed: dict[str, str] = {}  # run id -> why its training or evaluation failed (not a divergence)
+    skipped: list[str] = []  # cells named that could neither be carried nor finish: said once
     while time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
         search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
             if fill or not cells else []
         candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
+        left = deadline + STOP_MARGIN - time.time()
         todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) if fill else []
-        todo = todo or fitting(candidates, prices, deadline + STOP_MARGIN - time.time(), slots, gpus)
+        if todo and cells:  # a named cell the archive could not carry trains first if it will finish
+            passed = [r for r in candidates if r.id in cells and r not in todo]
+            todo = ahead(passed, todo, prices, left, slots, gpus) + todo
+            for run_id in sorted({r.id for r in passed if r not in todo} - set(skipped)):
+                skipped.append(run_id)
+                say(f"shard: --cells {run_id} not trained: too large to carry, and not predicted to "
+                    "finish in the seconds left")
+        todo = todo or fitting(candidates, prices, left, slots, gpus)
         if not todo:
             break
         ids = [r.id for r in todo]

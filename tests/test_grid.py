@@ -513,6 +513,22 @@ def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline()
     assert filled(runs[4:], sizes, 1) == runs[4:]  # a queue, one at a time
 
 
+def test_fill_puts_a_named_cell_too_large_to_carry_first_only_if_it_will_finish():
+    from pipeline.params import Run
+    from pipeline.shard import SAFETY, ahead, filled
+
+    wide, second = Run("ed_n6", "linear", 512, 0), Run("ed_n6", "standard", 512, 0)
+    queue = [Run("ed_n12", a, 32, 0) for a in ("standard", "sparse", "linear")]
+    prices = {wide.id: 300.0, second.id: 900.0, **{r.id: 2000.0 for r in queue}}
+    sizes = {wide.id: 145 * 2**20, second.id: 145 * 2**20, **{r.id: 2**20 for r in queue}}
+    assert filled([wide, *queue], sizes, 4) == queue  # the archive cannot carry it: passed over
+    # beside 3 runs of the queue on 4 slots, not all launch-bound: each takes 4 x its price
+    assert ahead([second, wide], queue, prices, 4 * 300 / SAFETY, 4) == [wide]
+    assert ahead([second, wide], queue, prices, 4 * 300 / SAFETY - 1, 4) == []
+    assert ahead([wide], queue, prices, 300 / SAFETY, 1) == [wide]  # one slot: it runs alone
+    assert ahead([second, wide], [], prices, 2 * 900 / SAFETY, 4) == [wide, second]
+
+
 def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):
     from pipeline.cells import cells_report
     from pipeline.grid import cells_training, landed_file
