@@ -162,7 +162,11 @@ def table(state: dict) -> str:
 def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     """Add every record of the shard `files` to the landed cells (`path`), each checked first: a
     damaged shard lands nothing. A record already there is not added again; a cell trained again
-    lands beside its first record, so that the report shows the spread. Returns the run ids added."""
+    lands beside its first record, so that the report shows the spread. A shard file written
+    part-way (`partial`: the machine was taken back before the shard ended) lands like a whole one,
+    and a later copy of it, whole or with more runs, replaces it. Returns the run ids added."""
+    cells, known = landed_file(path)
+    before = {(r["run"], r["shard"]) for r in cells}
     records, shards = [], {}
     for file in files:
         shard = read(file)
@@ -174,13 +178,23 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         if not isinstance(crashed, dict) or not all(isinstance(v, str) for v in crashed.values()):
             raise CorruptFile(f"{file}: crashed: not a mapping of run ids to why they failed")
         device = shard.get("device") or next((r.get("device") for r in shard["runs"] if isinstance(r, dict)), None)
-        shards[file.name] = {"seconds": shard.get("seconds"), "device": device,
-                             "carried": dict(sorted(carried_steps(shard).items())), "carry": shard.get("carry"),
-                             "crashed": dict(sorted(crashed.items()))}
+        entry = {"seconds": shard.get("seconds"), "device": device,
+                 "carried": dict(sorted(carried_steps(shard).items())), "carry": shard.get("carry"),
+                 "crashed": dict(sorted(crashed.items())), **({"partial": True} if shard.get("partial") else {})}
         # each record keeps its shard and the shard's wall seconds: its cells shared the GPU
-        records += [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
-                     "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]
-    cells, known = landed_file(path)
+        runs = [{**check(r, Landed, f"{file}: runs[{i}]"), "shard": file.name,
+                 "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]
+        earlier = known.get(file.name) or shards.get(file.name)
+        if earlier is not None and earlier.get("partial"):  # a copy part-way, landed: this one replaces it
+            if entry.get("partial") and len(runs) <= sum(r["shard"] == file.name for r in cells + records):
+                continue  # the same copy again, or an older one
+            cells = [r for r in cells if r["shard"] != file.name]
+            records = [r for r in records if r["shard"] != file.name]
+            known.pop(file.name, None)
+        elif earlier is not None and entry.get("partial"):
+            continue  # a copy part-way of a shard landed whole: nothing new
+        shards[file.name] = entry
+        records += runs
     added = [r for r in records if r not in cells and not cells.append(r)]
     if added or set(shards) - set(known):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +202,7 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"cells": cells, "shards": {**shards, **known}}, indent=1, sort_keys=True) + "\n")
         tmp.replace(path)
-    return [r["run"] for r in added]
+    return [r["run"] for r in added if (r["run"], r["shard"]) not in before]
 
 
 def cell_of(run: Run) -> tuple[str, str, int, int]:

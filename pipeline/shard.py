@@ -16,6 +16,9 @@ one of 256 and a few narrower), and the next shard, on another bare machine, res
 (`--resume-from`). `--fill` uses this on purpose: it queues every cell of the frontier whether or not
 it can finish, as far as the archive could carry the runs in flight at the deadline.
 
+Each run is evaluated as soon as it finishes (`AsFinished`) and the shard file written again, marked
+partial: a copy taken while the shard runs lands what had finished, should the machine be taken back.
+
 Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
 remote and returns a few small files; the checkpoints stay there, the results come back.
 """
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say
-from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible
+from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible, one_line
 from .grid import FIGURES, cell_status, landed, searched_next, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
@@ -55,6 +58,8 @@ CARRY_BYTES = 56 * 2**20
 # best.ckpt's weights alone (4): it is only read for its weights once the run finishes.
 CARRIED_BYTES_PER_PARAMETER = 16
 CARRIED = ("resume.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # what a run resumes from
+POLL = 15.0  # seconds between looks for runs that finished, to evaluate them at once (`AsFinished`)
+EVAL_GRACE = 60.0  # seconds an evaluation in progress at a round's end may take to finish
 
 
 def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_CELLS,
@@ -148,6 +153,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
 
     began = time.time()
     deadline = began + seconds - STOP_MARGIN
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
+    path = out / f"shard-{stamp}.json"  # written part-way as runs finish, and whole at the end
     prices = hours.prices(params_path)
     train = load_section(params_path, "train")
     known = {r.id: r for r in train.runs}
@@ -168,6 +175,11 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     cut: list[str] = []  # queued here and not finished: cut off at the deadline, not started, or crashed
     crashed: dict[str, str] = {}  # run id -> why its training or evaluation failed (not a divergence)
     skipped: list[str] = []  # cells named that could neither be carried nor finish: said once
+
+    def partial(runs: list[dict]) -> None:  # the shard file part-way: what has landable results so far
+        write_shard(path, {"runs": runs, "partial": True, "crashed": dict(crashed), "params": str(params_path),
+                           "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
+
     while time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
         search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
             if fill or not cells else []
@@ -189,7 +201,12 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         say(f"shard: {len(todo)} cells{' more' if records else ''}, {min(slots, len(todo))} at once, predicted "
             f"{wall(todo, prices, slots, gpus) / 60:.1f} min of training at most: " + ", ".join(ids))
         prepare(params_path, {r.dataset for r in todo})
-        finished, failures = train_until(params_path, ids, deadline, train_stage.run)
+        early = AsFinished(params_path, ids, train.sweep, lambda done, before=list(records): partial(
+            before + [landing_record(i, revision, command) for i in done]))
+        try:
+            finished, failures = train_until(params_path, ids, deadline, train_stage.run)
+        finally:
+            early.stop()
         crashed.update(failures)
         cut += [i for i in ids if i not in finished]
         if finished:
@@ -198,20 +215,18 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             except Failed as err:  # the others were evaluated
                 crashed.update(err.failures)
         records += [landing_record(i, revision, command) for i in finished if i not in crashed]
+        if records:
+            partial(records)
     if not queued:
         say("shard: no missing cell fits the seconds given")
         return None
     waiting = [i for i in carried if i not in queued]  # carried in, not trained here: carried on
     out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
     carry = out / f"carry-{stamp}.tar.gz"
     kept, parts = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else ({}, 0)
-    path = out / f"shard-{stamp}.json"
-    path.write_text(json.dumps({"runs": records, "device": device(), "cut_off": cut, "crashed": crashed,
-                                "carried": kept,
-                                "carry": carry.name if kept else None, "carry_parts": parts,
-                                "params": str(params_path),
-                                "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)}, indent=1) + "\n")
+    write_shard(path, {"runs": records, "device": device(), "cut_off": cut, "crashed": crashed, "carried": kept,
+                       "carry": carry.name if kept else None, "carry_parts": parts, "params": str(params_path),
+                       "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
     more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
         f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else "")
@@ -417,3 +432,71 @@ def train_until(params_path: Path, ids: list[str], deadline: float, train) -> tu
     finally:
         timer.cancel()
     return [i for i in ids if (RUNS / i / "train.json").exists()], failures
+
+
+def write_shard(path: Path, shard: dict) -> None:
+    """The shard file, atomically: a copy taken while the shard runs is the last whole version."""
+    if shard.get("partial") and "device" not in shard:  # the runs name it; no CUDA in this process
+        shard["device"] = next((r["device"] for r in shard["runs"]), None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(shard, indent=1) + "\n")
+    tmp.replace(path)
+
+
+class AsFinished:
+    """While a round trains, each run that finished is evaluated at once, in a process of its own
+    (this one's main thread waits on the training; CUDA and signal handlers want a process's main
+    thread), and `write(evaluated ids)` writes the shard file again, marked partial. Should the
+    machine be taken back before the shard ends, the runs that finished come back with the last copy
+    of that file, which lands like a whole one (and a whole one landed later replaces it)."""
+
+    def __init__(self, params_path: Path, ids: list[str], sweep: str, write) -> None:
+        self.params_path, self.ids, self.sweep, self.write = params_path, ids, sweep, write
+        self.tried: list[str] = []  # evaluated here or failed to: the round's own evaluation retries
+        self.evaluated: list[str] = []
+        self.process = None
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        from multiprocessing import get_context
+
+        while not self.halt.wait(POLL):
+            new = [i for i in self.ids if i not in self.tried and (RUNS / i / "train.json").exists()]
+            if not new:
+                continue
+            self.tried += new
+            # not a daemon: an evaluation of several runs has a pool of processes of its own
+            self.process = get_context("spawn").Process(target=evaluate_apart, args=(self.params_path, new, self.sweep))
+            self.process.start()
+            self.process.join()
+            if self.process.exitcode == 0:
+                self.evaluated += new
+                try:
+                    self.write(self.evaluated)
+                except Exception as err:  # a copy part-way is a precaution: never the shard's end
+                    say(f"shard: the partial shard file was not written ({one_line(err)})")
+
+    def stop(self) -> None:
+        """No new evaluation starts; one in progress ends (stopped after EVAL_GRACE s)."""
+        self.halt.set()
+        self.thread.join(EVAL_GRACE)
+        if self.thread.is_alive() and self.process is not None:
+            self.process.terminate()  # SIGTERM: the evaluation stops at once, keeping what it wrote
+            self.thread.join()
+
+
+def evaluate_apart(params_path: Path, ids: list[str], sweep: str) -> None:
+    """`AsFinished`'s evaluation, in a spawned process."""
+    import sys
+
+    from .stages import evaluate
+
+    try:
+        evaluate.run(params_path, only=ids, sweep_name=sweep)
+    except (Exception, KeyboardInterrupt) as err:  # the round's own evaluation tries again and says why
+        say(f"shard: evaluating {', '.join(ids)} as they finished failed ({one_line(err)}); the round's end "
+            "evaluates them again")
+        sys.exit(1)

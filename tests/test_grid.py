@@ -274,6 +274,62 @@ def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, 
     assert f"| {ids[0]} | RunError: train: run {ids[0]} failed: RuntimeError: CUDA error" in text
 
 
+@pytest.mark.slow
+def test_a_run_that_finished_is_evaluated_at_once_while_the_others_train(tmp_path, monkeypatch):
+    """`AsFinished`: a run whose training finished is evaluated in a process of its own, and the
+    shard file is written again with it (`write`); a run still training is left alone."""
+    import time
+
+    from pipeline import shard
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "generate": generate_section(tasks={"lis": {"sizes": [5], "options": {"number_range": None}}}, train_size=200),
+        "train": train_section(widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
+        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    done, training = "lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"
+    whole = json.loads(shard.run(params, 100000.0, tmp_path / "back", cells=[done]).read_text())
+    assert "partial" not in whole and [r["run"] for r in whole["runs"]] == [done]
+    result = tmp_path / "results" / f"{done}.json"
+    result.unlink()  # as if its training had just finished
+    monkeypatch.setattr(shard, "POLL", 0.1)
+    written: list[list[str]] = []
+    early = shard.AsFinished(params, [done, training], "paper", lambda ids: written.append(list(ids)))
+    waited = time.time()
+    while not written and time.time() - waited < 300:
+        time.sleep(0.2)
+    early.stop()
+    assert written == [[done]] and json.loads(result.read_text())["run"] == done
+
+
+def test_a_shard_file_written_part_way_lands_and_a_later_copy_replaces_it(tmp_path):
+    from pipeline.grid import landed_file
+
+    cells = tmp_path / "cells.json"
+    a, b = landed("ed_n4-standard-w16-s0", 0.2), landed("ed_n4-linear-w16-s0", 0.95)
+
+    def copy(folder: str, runs: list[dict], seconds: float, partial: bool) -> Path:
+        path = tmp_path / folder / "shard-1.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"runs": runs, "seconds": seconds, **({"partial": True} if partial else {})}))
+        return path
+
+    first, later = copy("call1", [a], 600.0, True), copy("call2", [a, b], 1100.0, True)
+    whole = copy("end", [a, b], 1500.0, False)
+    assert land([first], cells) == [a["run"]]
+    assert land([first], cells) == [] and land([later], cells) == [b["run"]]
+    assert land([first], cells) == []  # an older copy changes nothing
+    records, shards = landed_file(cells)
+    assert [r["shard_seconds"] for r in records] == [1100.0, 1100.0] and shards["shard-1.json"]["partial"]
+    assert land([whole], cells) == []  # the whole file: no new run, but its seconds and no longer partial
+    records, shards = landed_file(cells)
+    assert sorted(r["run"] for r in records) == sorted([a["run"], b["run"]])
+    assert [r["shard_seconds"] for r in records] == [1500.0, 1500.0] and "partial" not in shards["shard-1.json"]
+    assert land([later], cells) == [] and landed_file(cells) == (records, shards)  # part-way after whole
+
+
 def test_the_paper_report_draws_landed_cells_and_implied_ones(tmp_path, params, monkeypatch):
     runs = tmp_path / "cells.json"
     land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w32-s0", 0.95), landed("ed_n4-linear-w16-s0", 0.2),
