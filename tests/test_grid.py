@@ -37,6 +37,19 @@ def params(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture
+def tiny_paper(tmp_path, monkeypatch) -> Path:
+    """A paper-like sweep of two tiny LIS runs (w16, w32) that train in seconds, run from `tmp_path`."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "generate": generate_section(tasks={"lis": {"sizes": [5], "options": {"number_range": None}}}, train_size=200),
+        "train": train_section(widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
+        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    return params
+
+
 def shard(tmp_path: Path, name: str, records: list[dict]) -> Path:
     path = tmp_path / name
     path.write_text(json.dumps({"runs": records}))
@@ -240,20 +253,13 @@ def test_a_shard_stops_training_at_its_deadline_and_keeps_what_finished(tmp_path
 
 
 @pytest.mark.slow
-def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, monkeypatch):
+def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, monkeypatch, tiny_paper):
     """One run's crash (an error, not a divergence): the shard trains, evaluates and writes the others,
     names the crash in its file, and the landed cells' report lists it."""
     from pipeline import shard, training
     from pipeline.cells import cells_report
     from pipeline.grid import landed_file
 
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "generate": generate_section(tasks={"lis": {"sizes": [5], "options": {"number_range": None}}}, train_size=200),
-        "train": train_section(widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
-        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.chdir(tmp_path)
     fit = training.fit
 
     def crashing(folder, meta, out, run, *args, **kwargs):
@@ -263,7 +269,7 @@ def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, 
 
     monkeypatch.setattr(training, "fit", crashing)
     ids = ["lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"]
-    record = json.loads(shard.run(params, 100000.0, tmp_path / "back", cells=ids).read_text())
+    record = json.loads(shard.run(tiny_paper, 100000.0, tmp_path / "back", cells=ids).read_text())
     assert [r["run"] for r in record["runs"]] == ids[1:]
     assert record["crashed"] == {ids[0]: "RunError: train: run lis_n5-standard-w16-s0 failed: RuntimeError: CUDA "
                                          "error: an illegal memory access was encountered"}
@@ -275,28 +281,21 @@ def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_run_that_finished_is_evaluated_at_once_while_the_others_train(tmp_path, monkeypatch):
+def test_a_run_that_finished_is_evaluated_at_once_while_the_others_train(tmp_path, monkeypatch, tiny_paper):
     """`AsFinished`: a run whose training finished is evaluated in a process of its own, and the
     shard file is written again with it (`write`); a run still training is left alone."""
     import time
 
     from pipeline import shard
 
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "generate": generate_section(tasks={"lis": {"sizes": [5], "options": {"number_range": None}}}, train_size=200),
-        "train": train_section(widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
-        "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.chdir(tmp_path)
     done, training = "lis_n5-standard-w16-s0", "lis_n5-standard-w32-s0"
-    whole = json.loads(shard.run(params, 100000.0, tmp_path / "back", cells=[done]).read_text())
+    whole = json.loads(shard.run(tiny_paper, 100000.0, tmp_path / "back", cells=[done]).read_text())
     assert "partial" not in whole and [r["run"] for r in whole["runs"]] == [done]
     result = tmp_path / "results" / f"{done}.json"
     result.unlink()  # as if its training had just finished
     monkeypatch.setattr(shard, "POLL", 0.1)
     written: list[list[str]] = []
-    early = shard.AsFinished(params, [done, training], "paper", lambda ids: written.append(list(ids)))
+    early = shard.AsFinished(tiny_paper, [done, training], "paper", lambda ids: written.append(list(ids)))
     waited = time.time()
     while not written and time.time() - waited < 300:
         time.sleep(0.2)
