@@ -73,6 +73,8 @@ def tiny_project(work: Path, lis_sizes: list[int]) -> dict:
 def first_commit(work: Path, s3_server: str, message: str) -> None:
     """A new repository on branch main with the S3 remote: reproduce, push, commit."""
     run(["git", "init", "-q", "-b", "main"], work)
+    # the copy may hold the checkout's own .git, on any branch: `main` is this commit's branch
+    run(["git", "checkout", "-q", "-B", "main"], work)
     run(["dvc", "remote", "add", "-d", "shared", "s3://shared/cache"], work)
     run(["dvc", "remote", "modify", "shared", "endpointurl", s3_server], work)
     run(["dvc", "repro"], work)
