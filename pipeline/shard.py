@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
-from .execution.io import say
+from .execution.io import say, write_json
 from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible, one_line
 from .grid import FIGURES, cell_status, landed, searched_next, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
@@ -209,9 +209,10 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             early.stop()
         crashed.update(failures)
         cut += [i for i in ids if i not in finished]
-        if finished:
+        pending = [i for i in finished if i not in early.evaluated]  # the others were evaluated as they finished
+        if pending:
             try:
-                evaluate_stage.run(params_path, only=finished, sweep_name=train.sweep)
+                evaluate_stage.run(params_path, only=pending, sweep_name=train.sweep)
             except Failed as err:  # the others were evaluated
                 crashed.update(err.failures)
         records += [landing_record(i, revision, command) for i in finished if i not in crashed]
@@ -431,17 +432,19 @@ def train_until(params_path: Path, ids: list[str], deadline: float, train) -> tu
         say(f"shard: training stopped at the deadline ({err})")
     finally:
         timer.cancel()
-    return [i for i in ids if (RUNS / i / "train.json").exists()], failures
+    return trained(ids), failures
+
+
+def trained(ids: list[str]) -> list[str]:
+    """Those of `ids` whose training finished: the run's record is written last."""
+    return [i for i in ids if (RUNS / i / "train.json").exists()]
 
 
 def write_shard(path: Path, shard: dict) -> None:
     """The shard file, atomically: a copy taken while the shard runs is the last whole version."""
     if shard.get("partial") and "device" not in shard:  # the runs name it; no CUDA in this process
         shard["device"] = next((r["device"] for r in shard["runs"]), None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(shard, indent=1) + "\n")
-    tmp.replace(path)
+    write_json(path, shard)
 
 
 class AsFinished:
@@ -464,7 +467,7 @@ class AsFinished:
         from multiprocessing import get_context
 
         while not self.halt.wait(POLL):
-            new = [i for i in self.ids if i not in self.tried and (RUNS / i / "train.json").exists()]
+            new = [i for i in trained(self.ids) if i not in self.tried]
             if not new:
                 continue
             self.tried += new
