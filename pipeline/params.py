@@ -183,6 +183,10 @@ class TrainParams:
         skip = {"sweep", "datasets", "attentions", "widths", "seeds", "concurrency", "compile", "devices"}
         return {k: getattr(self, k) for k in self.KEYS if k not in skip}
 
+    def fit_settings(self) -> dict:
+        """What `training.fit` trains a run with: the shared settings and how a step is compiled."""
+        return {**self.training(), "compile": self.compile}
+
     @classmethod
     def parse(cls, section, where: str = "train") -> TrainParams:
         section = _mapping(section, where)

@@ -124,6 +124,7 @@ class TrainRuntime(Record):
     versions: dict[str, str]
     devices: Positive = 1
     train_tokens_per_s: Seconds | None = None
+    compile: str | None = None  # how its last segment's steps ran (training.COMPILE); None: not recorded
 
 
 class EvaluateRuntime(Record):

@@ -261,7 +261,7 @@ def landing_record(run_id: str, revision: str, command: str) -> dict:
     trained = load(RUNTIME_TRAIN / f"{run_id}.json", TrainRuntime)
     evaluated = load(RUNTIME_EVALUATE / f"{run_id}.json", EvaluateRuntime) or {"eval_seconds": 0.0}
     return {**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
-            "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"],
+            "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"], "compile": trained.get("compile"),
             "git_rev": trained["git_rev"] or revision, "versions": trained["versions"], "command": command}
 
 

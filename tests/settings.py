@@ -41,10 +41,9 @@ def train_section(**changes) -> dict:
 
 
 def training_settings(**changes) -> dict:
-    """The settings `pipeline.training.fit` trains one run with: those every run of the sweep of
-    `train_section(**changes)` shares (TrainParams.training), and its compile mode, which fit reads too."""
-    params = TrainParams.parse(train_section(**changes))
-    return {**params.training(), "compile": params.compile}
+    """The settings `pipeline.training.fit` trains one run with (TrainParams.fit_settings) in the sweep
+    of `train_section(**changes)`."""
+    return TrainParams.parse(train_section(**changes)).fit_settings()
 
 
 def generate_section(**changes) -> dict:

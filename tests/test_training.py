@@ -104,6 +104,20 @@ def test_training_run_writes_its_result_weights_timing_and_wandb_files(dataset, 
     assert len(list((tmp_path / "wandb").rglob("run-*.wandb"))) == 1
 
 
+def test_the_train_stage_compiles_as_its_params_say_and_records_how(dataset, tmp_path, monkeypatch):
+    """train.compile reaches fit (it is in no run's key, so `shard --compile` can change it for
+    carried runs), and the runtime record says how the steps ran: on this CPU always eagerly."""
+    import pipeline.training
+
+    asked = []
+    real = pipeline.training.compile_mode
+    monkeypatch.setattr(pipeline.training, "compile_mode", lambda mode, width: asked.append(mode) or real(mode, width))
+    run = Run("lis_n5", "standard", 16, 4)
+    train_stage.train_run(run, params(compile="inductor-cudagraphs"), dataset, tmp_path / "runs", tmp_path / "rt")
+    assert "inductor-cudagraphs" in asked and "auto" not in asked
+    assert json.loads((tmp_path / "rt" / f"{run.id}.json").read_text())["compile"] == "none"
+
+
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(dataset, tmp_path, monkeypatch):
     run = Run("lis_n5", "linear", 16, 1)
     real = ChainModule.training_step

@@ -124,7 +124,9 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
               position: str = "", group=None) -> dict:
     """Train (or reuse) one run. `group`: this process's place in a DDP training, where rank 0 plans
     and records and every process trains."""
-    from ..training import fit
+    import torch
+
+    from ..training import compile_mode, fit
 
     stopped = f"train: run {run.id} stopped; its last checkpoint is kept"
     if stopping():  # asked to stop while this run waited: it does not start
@@ -148,19 +150,19 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         return {**plan["record"], "reused": True}
     if rank:
         with lightning_stops(stopped):
-            fit(folder, meta, out, run.__dict__, params.training(), resume=plan["resume"])
+            fit(folder, meta, out, run.__dict__, params.fit_settings(), resume=plan["resume"])
         return {}
     from ..execution.callbacks import Curve, Progress, SegmentClock
 
     state, created = plan["state"], plan["created"]
     try:
-        config = {"run": run.__dict__, "train": params.training(), "sweep": params.sweep, "key": key,
+        config = {"run": run.__dict__, "train": params.fit_settings(), "sweep": params.sweep, "key": key,
                   "dataset": {k: meta[k] for k in DATASET_KEYS}}
         logger = wandb_logger(run, params.sweep, meta, "train", config, run_id=state["wandb_id"])
         clock = SegmentClock(out / "resume.json", state)
         curve = Curve(params.batch_size)
         with lightning_stops(stopped):
-            result = fit(folder, meta, out, run.__dict__, params.training(), logger,
+            result = fit(folder, meta, out, run.__dict__, params.fit_settings(), logger,
                          [clock, curve, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
         clock.tick(force=True)
     except BaseException as err:
@@ -175,7 +177,8 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
         raise
     record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
               **result, "curve": curve.points}
-    info = {**runtime_info(state["segments"], state.get("peak_gpu_gib")), "devices": group.world if group else 1}
+    info = {**runtime_info(state["segments"], state.get("peak_gpu_gib")), "devices": group.world if group else 1,
+            "compile": compile_mode(params.compile, run.width) if torch.cuda.is_available() else "none"}
     write_json(runtime / f"{run.id}.json", {"run": run.id, "sweep": params.sweep, **info,
                                              "train_tokens_per_s": _tokens_per_s(folder, result["steps"],
                                                                                  params.batch_size,
