@@ -24,7 +24,8 @@ def _row(r: dict, price: float | None) -> str:
     seen = curve[-1]["sequences"] if curve else None
     return (f"| {r['run']} | {r['status']} | {_acc(r['graded_acc'])} | {_millions(sequences_to(curve, 0.9))} | "
             f"{_millions(sequences_to(curve, 0.99))} | {_millions(seen)} | {r['train_seconds']:.0f} | "
-            f"{'-' if price is None else f'{price:.0f}'} | {r['device']} | {r['git_rev'] or '-'} |")
+            f"{'-' if price is None else f'{price:.0f}'} | {r['device']} | {r.get('compile') or '-'} | "
+            f"{r['git_rev'] or '-'} |")
 
 
 def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str, dict] | None = None) -> str:
@@ -36,9 +37,10 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
              "Every cell trained on a GPU and landed (`python -m pipeline land`), from `cells.json`. Accuracy: "
              "graded test accuracy; sequences to 90% and 99%: the first validation that reached it (validation "
              "accuracy, on the validation split); seconds: the run's own training seconds (runs of one shard "
-             "share the GPU); price: what `predict-hours` prices the run at alone, to the cap.", "",
+             "share the GPU); price: what `predict-hours` prices the run at alone, to the cap; compiled: how its "
+             "training steps ran (`train.compile`).", "",
              "| run | status | accuracy | sequences to 90% | to 99% | sequences seen | seconds | price (s) | device "
-             "| revision |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| compiled | revision |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [_row(r, prices.get(r["run"])) for r in records]
 
     narrowest: dict[tuple, int] = {}  # (task, n, attention, seed) -> its narrowest passing width
