@@ -164,7 +164,8 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     damaged shard lands nothing. A record already there is not added again; a cell trained again
     lands beside its first record, so that the report shows the spread. A shard file written
     part-way (`partial`: the machine was taken back before the shard ended) lands like a whole one,
-    and a later copy of it, whole or with more runs, replaces it. Returns the run ids added."""
+    and a later copy of it (whole, or written later: more runs, or a later carry archive) replaces
+    it. Returns the run ids added."""
     cells, known = landed_file(path)
     before = {(r["run"], r["shard"]) for r in cells}
     records, shards = [], {}
@@ -186,7 +187,7 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
                  "shard_seconds": shard.get("seconds")} for i, r in enumerate(shard["runs"])]
         earlier = known.get(file.name) or shards.get(file.name)
         if earlier is not None and earlier.get("partial"):  # a copy part-way, landed: this one replaces it
-            if entry.get("partial") and len(runs) <= sum(r["shard"] == file.name for r in cells + records):
+            if entry.get("partial") and (entry["seconds"] or 0) <= (earlier.get("seconds") or 0):
                 continue  # the same copy again, or an older one
             cells = [r for r in cells if r["shard"] != file.name]
             records = [r for r in records if r["shard"] != file.name]

@@ -17,7 +17,9 @@ one of 256 and a few narrower), and the next shard, on another bare machine, res
 it can finish, as far as the archive could carry the runs in flight at the deadline.
 
 Each run is evaluated as soon as it finishes (`AsFinished`) and the shard file written again, marked
-partial: a copy taken while the shard runs lands what had finished, should the machine be taken back.
+partial; every CARRY_EVERY seconds the runs in flight are packed into the carry archive too
+(`Snapshots`). A copy taken while the shard runs lands what had finished and resumes what had not,
+should the machine be taken back before the shard ends.
 
 Why a command of its own and not `dvc repro`: a GPU machine lent for minutes is bare, reaches no DVC
 remote and returns a few small files; the checkpoints stay there, the results come back.
@@ -59,6 +61,9 @@ CARRY_BYTES = 56 * 2**20
 CARRIED_BYTES_PER_PARAMETER = 16
 CARRIED = ("resume.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # what a run resumes from
 POLL = 15.0  # seconds between looks for runs that finished, to evaluate them at once (`AsFinished`)
+# seconds between carry archives of the runs in flight (`Snapshots`): what a machine taken back mid-shard
+# loses at most, beside the time since the last copy came back (about 10 s of packing on a GPU host)
+CARRY_EVERY = 240.0
 EVAL_GRACE = 60.0  # seconds an evaluation in progress at a round's end may take to finish
 
 
@@ -176,55 +181,74 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     crashed: dict[str, str] = {}  # run id -> why its training or evaluation failed (not a divergence)
     skipped: list[str] = []  # cells named that could neither be carried nor finish: said once
 
-    def partial(runs: list[dict]) -> None:  # the shard file part-way: what has landable results so far
-        write_shard(path, {"runs": runs, "partial": True, "crashed": dict(crashed), "params": str(params_path),
-                           "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
+    carry = out / f"carry-{stamp}.tar.gz"
+    written = {"runs": [], "carried": {}, "carry_parts": 0}  # the partial file's latest runs and carry
+    lock = threading.Lock()  # the partial file is written by the watcher threads and this one
 
-    while time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
-        search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
-            if fill or not cells else []
-        candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
-        left = deadline + STOP_MARGIN - time.time()
-        todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) if fill else []
-        if todo and cells:  # a named cell the archive could not carry trains first if it will finish
-            passed = [r for r in candidates if r.id in cells and r not in todo]
-            todo = ahead(passed, todo, prices, left, slots, gpus) + todo
-            for run_id in sorted({r.id for r in passed if r not in todo} - set(skipped)):
-                skipped.append(run_id)
-                say(f"shard: --cells {run_id} not trained: too large to carry, and not predicted to "
-                    "finish in the seconds left")
-        todo = todo or fitting(candidates, prices, left, slots, gpus)
-        if not todo:
-            break
-        ids = [r.id for r in todo]
-        queued += ids
-        say(f"shard: {len(todo)} cells{' more' if records else ''}, {min(slots, len(todo))} at once, predicted "
-            f"{wall(todo, prices, slots, gpus) / 60:.1f} min of training at most: " + ", ".join(ids))
-        prepare(params_path, {r.dataset for r in todo})
-        early = AsFinished(params_path, ids, train.sweep, lambda done, before=list(records): partial(
-            before + [landing_record(i, revision, command) for i in done]))
-        try:
-            finished, failures = train_until(params_path, ids, deadline, train_stage.run)
-        finally:
-            early.stop()
-        crashed.update(failures)
-        cut += [i for i in ids if i not in finished]
-        pending = [i for i in finished if i not in early.evaluated]  # the others were evaluated as they finished
-        if pending:
+    def partial(runs: list[dict] | None = None, carried_now: tuple[dict, int] | None = None) -> None:
+        """The shard file part-way: what has landable results so far, and the latest carry archive."""
+        with lock:
+            if runs is not None:
+                written["runs"] = runs
+            if carried_now is not None:
+                written["carried"], written["carry_parts"] = carried_now
+            write_shard(path, {"runs": written["runs"], "partial": True, "crashed": dict(crashed),
+                               "carried": written["carried"], "carry_parts": written["carry_parts"],
+                               "carry": carry.name if written["carried"] else None, "params": str(params_path),
+                               "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
+
+    def snapshot() -> None:  # the runs queued or carried in and not finished, as they stand
+        going = [i for i in dict.fromkeys([*carried, *queued]) if not trained([i])]
+        partial(carried_now=pack(going, RUNS, carry, revision, quiet=True))
+
+    snapshots = Snapshots(snapshot)
+    try:
+        while time.time() < deadline:  # a round: choose, train, evaluate; then the search moves on
+            search = frontier(params_path, figure, every_width, here={r["run"]: r for r in records}) \
+                if fill or not cells else []
+            candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
+            left = deadline + STOP_MARGIN - time.time()
+            todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) if fill else []
+            if todo and cells:  # a named cell the archive could not carry trains first if it will finish
+                passed = [r for r in candidates if r.id in cells and r not in todo]
+                todo = ahead(passed, todo, prices, left, slots, gpus) + todo
+                for run_id in sorted({r.id for r in passed if r not in todo} - set(skipped)):
+                    skipped.append(run_id)
+                    say(f"shard: --cells {run_id} not trained: too large to carry, and not predicted to "
+                        "finish in the seconds left")
+            todo = todo or fitting(candidates, prices, left, slots, gpus)
+            if not todo:
+                break
+            ids = [r.id for r in todo]
+            queued += ids
+            say(f"shard: {len(todo)} cells{' more' if records else ''}, {min(slots, len(todo))} at once, predicted "
+                f"{wall(todo, prices, slots, gpus) / 60:.1f} min of training at most: " + ", ".join(ids))
+            prepare(params_path, {r.dataset for r in todo})
+            early = AsFinished(params_path, ids, train.sweep, lambda done, before=list(records): partial(
+                before + [landing_record(i, revision, command) for i in done]))
             try:
-                evaluate_stage.run(params_path, only=pending, sweep_name=train.sweep)
-            except Failed as err:  # the others were evaluated
-                crashed.update(err.failures)
-        records += [landing_record(i, revision, command) for i in finished if i not in crashed]
-        if records:
-            partial(records)
+                finished, failures = train_until(params_path, ids, deadline, train_stage.run)
+            finally:
+                early.stop()
+            crashed.update(failures)
+            cut += [i for i in ids if i not in finished]
+            pending = [i for i in finished if i not in early.evaluated]  # the others were evaluated as they finished
+            if pending:
+                try:
+                    evaluate_stage.run(params_path, only=pending, sweep_name=train.sweep)
+                except Failed as err:  # the others were evaluated
+                    crashed.update(err.failures)
+            records += [landing_record(i, revision, command) for i in finished if i not in crashed]
+            if records:
+                partial(records)
+    finally:
+        snapshots.stop()  # before the last archive: the two write the same files
     if not queued:
         say("shard: no missing cell fits the seconds given")
         return None
     waiting = [i for i in carried if i not in queued]  # carried in, not trained here: carried on
     out.mkdir(parents=True, exist_ok=True)
-    carry = out / f"carry-{stamp}.tar.gz"
-    kept, parts = pack(cut + waiting, RUNS, carry, revision) if cut or waiting else ({}, 0)
+    kept, parts = pack(cut + waiting, RUNS, carry, revision)
     write_shard(path, {"runs": records, "device": device(), "cut_off": cut, "crashed": crashed, "carried": kept,
                        "carry": carry.name if kept else None, "carry_parts": parts, "params": str(params_path),
                        "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
@@ -325,10 +349,13 @@ def parts_of(archive: Path) -> list[Path]:
     return out
 
 
-def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> tuple[dict[str, int], int]:
+def pack(ids: list[str], runs: Path, archive: Path, revision: str, quiet: bool = False) -> tuple[dict[str, int], int]:
     """The checkpoints the runs `ids` resume from, into `archive` with a manifest (steps done, key,
-    revision), as many as fit CARRY_BYTES, in order, written in parts of CARRY_PART; returns
-    ({run id: steps done}, parts written)."""
+    revision), as many as fit CARRY_BYTES, in order, written in parts of CARRY_PART, each part
+    atomically and the parts of an earlier archive of that name removed; returns ({run id: steps
+    done}, parts written). The runs may be training: Lightning replaces a checkpoint atomically, and
+    a run that finishes while it is read (its checkpoints removed) is left out. `quiet`: a run left
+    out for the archive's size is not said (a snapshot would say it every time)."""
     import torch
 
     members: list[tuple[str, bytes]] = []
@@ -338,30 +365,41 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str) -> tuple[dict
         files = {name: runs / run_id / name for name in CARRIED if (runs / run_id / name).is_file()}
         if "checkpoints/last.ckpt" not in files or "resume.json" not in files:
             continue  # cut off before its first checkpoint: nothing to carry
-        data = {name: f.read_bytes() for name, f in files.items()}
+        try:
+            data = {name: f.read_bytes() for name, f in files.items()}
+        except FileNotFoundError:
+            continue  # it finished while being read: it lands, nothing to carry
         if "checkpoints/best.ckpt" in data:
             data["checkpoints/best.ckpt"] = weights_only(data["checkpoints/best.ckpt"])
         nbytes = sum(map(len, data.values()))
         if size + nbytes > CARRY_BYTES:
-            say(f"shard: {run_id} not carried: its checkpoints would take the archive past {CARRY_BYTES >> 20} MB")
+            if not quiet:
+                say(f"shard: {run_id} not carried: its checkpoints would take the archive past "
+                    f"{CARRY_BYTES >> 20} MB")
             continue
         last = torch.load(io.BytesIO(data["checkpoints/last.ckpt"]), map_location="cpu", weights_only=False)
         steps = last["global_step"]
         manifest[run_id] = {"steps": int(steps), "key": json.loads(data["resume.json"])["key"], "git_rev": revision}
         members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
         size += nbytes
-    if not manifest:
-        return {}, 0
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, blob in [("carry.json", json.dumps(manifest, indent=1).encode()), *members]:
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    data = buffer.getvalue()
-    chunks = [data[i:i + CARRY_PART] for i in range(0, len(data), CARRY_PART)]
-    for i, chunk in enumerate(chunks):
-        part(archive, i).write_bytes(chunk)
+    chunks = []
+    if manifest:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name, blob in [("carry.json", json.dumps(manifest, indent=1).encode()), *members]:
+                info = tarfile.TarInfo(name)
+                info.size = len(blob)
+                tar.addfile(info, io.BytesIO(blob))
+        data = buffer.getvalue()
+        chunks = [data[i:i + CARRY_PART] for i in range(0, len(data), CARRY_PART)]
+    if chunks:
+        archive.parent.mkdir(parents=True, exist_ok=True)
+    for i, chunk in enumerate(chunks):  # each part whole or not there: a copy never reads half a part
+        tmp = archive.with_name(f".{part(archive, i).name}.tmp")
+        tmp.write_bytes(chunk)
+        tmp.replace(part(archive, i))
+    for stale in parts_of(archive)[len(chunks):] if archive.exists() else []:
+        stale.unlink()  # an earlier archive's parts past this one's
     return {run_id: m["steps"] for run_id, m in manifest.items()}, len(chunks)
 
 
@@ -489,6 +527,30 @@ class AsFinished:
         if self.thread.is_alive() and self.process is not None:
             self.process.terminate()  # SIGTERM: the evaluation stops at once, keeping what it wrote
             self.thread.join()
+
+
+class Snapshots:
+    """Every CARRY_EVERY seconds while the shard trains, `take()`: the runs in flight packed into the
+    carry archive and the shard file written again (partial) naming it, so that a copy brought back
+    before the machine is taken back resumes them from there, not from the last shard's archive."""
+
+    def __init__(self, take) -> None:
+        self.take = take
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        while not self.halt.wait(CARRY_EVERY):
+            try:
+                self.take()
+            except Exception as err:  # a snapshot is a precaution: never the shard's end
+                say(f"shard: no carry archive part-way this time ({one_line(err)})")
+
+    def stop(self) -> None:
+        """No new snapshot starts; one in progress ends first."""
+        self.halt.set()
+        self.thread.join()
 
 
 def evaluate_apart(params_path: Path, ids: list[str], sweep: str) -> None:

@@ -316,12 +316,19 @@ def test_a_shard_file_written_part_way_lands_and_a_later_copy_replaces_it(tmp_pa
         return path
 
     first, later = copy("call1", [a], 600.0, True), copy("call2", [a, b], 1100.0, True)
+    snapshot = copy("call3", [a, b], 1350.0, True)  # no new run, but a later carry archive
+    snapshot.write_text(json.dumps({**json.loads(snapshot.read_text()), "carried": {"ed_n4-sparse-w16-s0": 900},
+                                    "carry": "carry-1.tar.gz"}))
     whole = copy("end", [a, b], 1500.0, False)
     assert land([first], cells) == [a["run"]]
     assert land([first], cells) == [] and land([later], cells) == [b["run"]]
     assert land([first], cells) == []  # an older copy changes nothing
     records, shards = landed_file(cells)
     assert [r["shard_seconds"] for r in records] == [1100.0, 1100.0] and shards["shard-1.json"]["partial"]
+    assert land([snapshot], cells) == [] and land([later], cells) == []
+    records, shards = landed_file(cells)
+    assert shards["shard-1.json"]["carried"] == {"ed_n4-sparse-w16-s0": 900}  # what a lost machine resumes
+    assert [r["shard_seconds"] for r in records] == [1350.0, 1350.0]
     assert land([whole], cells) == []  # the whole file: no new run, but its seconds and no longer partial
     records, shards = landed_file(cells)
     assert sorted(r["run"] for r in records) == sorted([a["run"], b["run"]])
@@ -449,12 +456,28 @@ def status_hours(tmp_path: Path, cells: Path) -> float:
 
 @pytest.mark.slow
 def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, monkeypatch):
-    """A shard filled past its time cuts its run off and carries the checkpoint in an archive; a
-    shard on a bare machine (the same folder, emptied) resumes the run from there, not from the start."""
+    """A shard filled past its time cuts its run off and carries the checkpoint in an archive; while
+    it trains, it also packs that archive every CARRY_EVERY seconds and names it in the partial shard
+    file. A shard on a bare machine (the same folder, emptied) resumes the run from such a copy taken
+    part-way (as if the machine had then been taken back), not from the start."""
     import shutil
     import tarfile
 
     from pipeline import shard
+
+    copies: list[Path] = []  # what a waiting command brings back part-way: the shard file and the archive
+    write = shard.write_shard
+
+    def copied(path, data):
+        write(path, data)
+        if data.get("partial") and data.get("carry"):
+            copies.append(tmp_path / f"copy{len(copies)}")
+            copies[-1].mkdir()
+            for f in [path, *shard.parts_of(path.parent / data["carry"])]:
+                shutil.copy(f, copies[-1])
+
+    monkeypatch.setattr(shard, "write_shard", copied)
+    monkeypatch.setattr(shard, "CARRY_EVERY", 2.0)
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({
@@ -474,12 +497,17 @@ def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, mo
         assert set(tar.getnames()) - {f"{run_id}/checkpoints/best.ckpt"} == {
             "carry.json", f"{run_id}/checkpoints/last.ckpt", f"{run_id}/resume.json"}
 
+    assert copies, "no carry archive part-way"
+    midway = json.loads(next(copies[-1].glob("shard-*.json")).read_text())
+    assert midway["partial"] and 0 < midway["carried"][run_id] <= record["carried"][run_id]
+
     shutil.rmtree(work)  # a bare machine: no data, no runs
     work.mkdir()
     monkeypatch.chdir(work)
-    again = json.loads(shard.run(params, 15.0, back, fill=True, resume_from=archive).read_text())
+    again = json.loads(shard.run(params, 15.0, tmp_path / "back2", fill=True,
+                                 resume_from=copies[-1] / midway["carry"]).read_text())
     resumed = json.loads((work / "runs" / run_id / "resume.json").read_text())
-    assert len(resumed["segments"]) == 2 and again["carried"][run_id] > record["carried"][run_id]
+    assert len(resumed["segments"]) == 2 and again["carried"][run_id] > midway["carried"][run_id]
 
 
 def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
