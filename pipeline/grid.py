@@ -9,10 +9,10 @@ it as implied, never as a number).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
+from .execution.io import write_json
 from .layout import PAPER_CELLS
 from .params import Run, TrainParams, load_section
 from .records import CorruptFile, Landed, check, read
@@ -198,11 +198,8 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         records += runs
     added = [r for r in records if r not in cells and not cells.append(r)]
     if added or set(shards) - set(known):
-        path.parent.mkdir(parents=True, exist_ok=True)
         cells.sort(key=lambda r: r["run"])  # stable: a cell's records keep their landing order
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"cells": cells, "shards": {**shards, **known}}, indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        write_json(path, {"cells": cells, "shards": {**shards, **known}}, indent=1)  # indent 1: a smaller file
     return [r["run"] for r in added if (r["run"], r["shard"]) not in before]
 
 

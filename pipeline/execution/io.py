@@ -43,13 +43,13 @@ def check_file_target(path: Path) -> None:
         raise OutputError(f"output path {path} exists and is not a file")
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict, indent: int = 2) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(data, indent=indent, sort_keys=True) + "\n")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
