@@ -111,6 +111,7 @@ class Landed(Results):
     git_rev: str | None
     versions: dict[str, str]
     command: str
+    compile: str | None = None  # how its training steps ran (`TrainRuntime.compile`); None: not recorded
 
 
 class TrainRuntime(Record):
