@@ -579,6 +579,13 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
         shard.unpack(archive, known, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
 
+    # packed again under the same name (a later snapshot), smaller: the earlier archive's parts go
+    monkeypatch.setattr(shard, "CARRY_PART", 10**7)
+    assert shard.pack(ids[:1], runs, archive, "abc") == ({ids[0]: 7}, 1) and shard.parts_of(archive) == [archive]
+    assert shard.unpack(archive, known, tmp_path / "again") == {ids[0]: 7}
+    assert shard.pack(ids, tmp_path / "none", archive, "abc") == ({}, 0) and not archive.exists()
+    assert not list(archive.parent.glob(".*"))  # no temporary part left behind
+
 
 def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline():
     from pipeline.params import Run
