@@ -185,6 +185,12 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     written = {"runs": [], "carried": {}, "carry_parts": 0}  # the partial file's latest runs and carry
     lock = threading.Lock()  # the partial file is written by the watcher threads and this one
 
+    def shard_file(runs: list[dict], kept: dict[str, int], parts: int, **more) -> None:
+        """The shard file: the runs with landable results, the runs carried in `carry` and its parts."""
+        write_shard(path, {"runs": runs, "crashed": dict(crashed), "carried": kept,
+                           "carry": carry.name if kept else None, "carry_parts": parts, "params": str(params_path),
+                           "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS), **more})
+
     def partial(runs: list[dict] | None = None, carried_now: tuple[dict, int] | None = None) -> None:
         """The shard file part-way: what has landable results so far, and the latest carry archive."""
         with lock:
@@ -192,14 +198,12 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
                 written["runs"] = runs
             if carried_now is not None:
                 written["carried"], written["carry_parts"] = carried_now
-            write_shard(path, {"runs": written["runs"], "partial": True, "crashed": dict(crashed),
-                               "carried": written["carried"], "carry_parts": written["carry_parts"],
-                               "carry": carry.name if written["carried"] else None, "params": str(params_path),
-                               "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
+            shard_file(written["runs"], written["carried"], written["carry_parts"], partial=True)
 
     def snapshot() -> None:  # the runs queued or carried in and not finished, as they stand
-        going = [i for i in dict.fromkeys([*carried, *queued]) if not trained([i])]
-        partial(carried_now=pack(going, RUNS, carry, revision, quiet=True))
+        ids = list(dict.fromkeys([*carried, *queued]))
+        done = trained(ids)
+        partial(carried_now=pack([i for i in ids if i not in done], RUNS, carry, revision, quiet=True))
 
     snapshots = Snapshots(snapshot)
     try:
@@ -249,9 +253,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     waiting = [i for i in carried if i not in queued]  # carried in, not trained here: carried on
     out.mkdir(parents=True, exist_ok=True)
     kept, parts = pack(cut + waiting, RUNS, carry, revision)
-    write_shard(path, {"runs": records, "device": device(), "cut_off": cut, "crashed": crashed, "carried": kept,
-                       "carry": carry.name if kept else None, "carry_parts": parts, "params": str(params_path),
-                       "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS)})
+    shard_file(records, kept, parts, device=device(), cut_off=cut)
     more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
         f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else "")
@@ -485,7 +487,32 @@ def write_shard(path: Path, shard: dict) -> None:
     write_json(path, shard)
 
 
-class AsFinished:
+class Watcher:
+    """A thread beside the shard's training that calls `tick()` every `every()` seconds (read each
+    time: tests shorten it) until `stop()`; the main thread waits on the training meanwhile."""
+
+    def __init__(self) -> None:
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def every(self) -> float:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def watch(self) -> None:
+        while not self.halt.wait(self.every()):
+            self.tick()
+
+    def stop(self, grace: float | None = None) -> None:
+        """No new tick starts; one in progress ends first (given `grace` seconds, if not None)."""
+        self.halt.set()
+        self.thread.join(grace)
+
+
+class AsFinished(Watcher):
     """While a round trains, each run that finished is evaluated at once, in a process of its own
     (this one's main thread waits on the training; CUDA and signal handlers want a process's main
     thread), and `write(evaluated ids)` writes the shard file again, marked partial. Should the
@@ -497,60 +524,54 @@ class AsFinished:
         self.tried: list[str] = []  # evaluated here or failed to: the round's own evaluation retries
         self.evaluated: list[str] = []
         self.process = None
-        self.halt = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def watch(self) -> None:
+    def every(self) -> float:
+        return POLL
+
+    def tick(self) -> None:
         from multiprocessing import get_context
 
-        while not self.halt.wait(POLL):
-            new = [i for i in trained(self.ids) if i not in self.tried]
-            if not new:
-                continue
-            self.tried += new
-            # not a daemon: an evaluation of several runs has a pool of processes of its own
-            self.process = get_context("spawn").Process(target=evaluate_apart, args=(self.params_path, new, self.sweep))
-            self.process.start()
-            self.process.join()
-            if self.process.exitcode == 0:
-                self.evaluated += new
-                try:
-                    self.write(self.evaluated)
-                except Exception as err:  # a copy part-way is a precaution: never the shard's end
-                    say(f"shard: the partial shard file was not written ({one_line(err)})")
+        new = [i for i in trained(self.ids) if i not in self.tried]
+        if not new:
+            return
+        self.tried += new
+        # not a daemon: an evaluation of several runs has a pool of processes of its own
+        self.process = get_context("spawn").Process(target=evaluate_apart, args=(self.params_path, new, self.sweep))
+        self.process.start()
+        self.process.join()
+        if self.process.exitcode == 0:
+            self.evaluated += new
+            try:
+                self.write(self.evaluated)
+            except Exception as err:  # a copy part-way is a precaution: never the shard's end
+                say(f"shard: the partial shard file was not written ({one_line(err)})")
 
-    def stop(self) -> None:
-        """No new evaluation starts; one in progress ends (stopped after EVAL_GRACE s)."""
-        self.halt.set()
-        self.thread.join(EVAL_GRACE)
+    def stop(self, grace: float | None = EVAL_GRACE) -> None:
+        """No new evaluation starts; one in progress ends (stopped after `grace` s)."""
+        super().stop(grace)
         if self.thread.is_alive() and self.process is not None:
             self.process.terminate()  # SIGTERM: the evaluation stops at once, keeping what it wrote
             self.thread.join()
 
 
-class Snapshots:
+class Snapshots(Watcher):
     """Every CARRY_EVERY seconds while the shard trains, `take()`: the runs in flight packed into the
     carry archive and the shard file written again (partial) naming it, so that a copy brought back
     before the machine is taken back resumes them from there, not from the last shard's archive."""
 
     def __init__(self, take) -> None:
         self.take = take
-        self.halt = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def watch(self) -> None:
-        while not self.halt.wait(CARRY_EVERY):
-            try:
-                self.take()
-            except Exception as err:  # a snapshot is a precaution: never the shard's end
-                say(f"shard: no carry archive part-way this time ({one_line(err)})")
+    def every(self) -> float:
+        return CARRY_EVERY
 
-    def stop(self) -> None:
-        """No new snapshot starts; one in progress ends first."""
-        self.halt.set()
-        self.thread.join()
+    def tick(self) -> None:
+        try:
+            self.take()
+        except Exception as err:  # a snapshot is a precaution: never the shard's end
+            say(f"shard: no carry archive part-way this time ({one_line(err)})")
 
 
 def evaluate_apart(params_path: Path, ids: list[str], sweep: str) -> None:
