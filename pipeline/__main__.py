@@ -104,6 +104,10 @@ def parser() -> argparse.ArgumentParser:
                          "frontier after --cells")
     sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
                     help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
+    sh.add_argument("--carry-mb", type=cli.positive, metavar="MB",
+                    help="the most the carry archive holds, in parts of 15 MB (default: what one command of a "
+                         "lent machine returns beside the shard file, 56; more lets wider runs be cut off and "
+                         "carried, their parts brought back, and sent again, over several commands)")
     sh.add_argument("--concurrency", type=cli.positive, metavar="N",
                     help="train N runs at once (default: the parameters' train.concurrency; auto: up to "
                          f"{RUNS_PER_GPU} a GPU)")
@@ -167,7 +171,7 @@ def dispatch(args: argparse.Namespace) -> None:
                 params = how_trained(params, tmp, concurrency=args.concurrency, compile=args.compile)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
-                      args.fill, args.resume_from)
+                      args.fill, args.resume_from, (args.carry_mb << 20) if args.carry_mb else shard.CARRY_BYTES)
     elif args.command == "paper-report":
         import tempfile
 

@@ -11,10 +11,11 @@ chooses again. Back home, `python -m pipeline land DIR/shard-*.json` puts them i
 reports/paper/cells.json, where `grid-status` and the paper's report read them.
 
 Runs cut off at the deadline are carried, not lost: their last checkpoints go into an archive beside
-the shard file, in parts of at most 15 MB (as far as CARRY_BYTES allows: five runs of width 128, or
-one of 256 and a few narrower), and the next shard, on another bare machine, resumes them from it
-(`--resume-from`). `--fill` uses this on purpose: it queues every cell of the frontier whether or not
-it can finish, as far as the archive could carry the runs in flight at the deadline.
+the shard file, in parts of at most 15 MB (as far as `--carry-mb` allows; by default CARRY_BYTES, what one
+command of a lent machine returns: five runs of width 128, or one of 256 and a few narrower), and the
+next shard, on another bare machine, resumes them from it (`--resume-from`). `--fill` uses this on
+purpose: it queues every cell of the frontier whether or not it can finish, as far as the archive could
+carry the runs in flight at the deadline.
 
 Each run is evaluated as soon as it finishes (`AsFinished`) and the shard file written again, marked
 partial; every CARRY_EVERY seconds the runs in flight are packed into the carry archive too
@@ -145,13 +146,13 @@ def slots_of(concurrency: int, gpus: int) -> int:
 
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
         command: str = "python -m pipeline shard", cells: list[str] | None = None, fill: bool = False,
-        resume_from: Path | None = None) -> Path | None:
+        resume_from: Path | None = None, carry_bytes: int = CARRY_BYTES) -> Path | None:
     """`cells`: these run ids of the profile, whatever their status (an implied cell trained to check
     the search, or a landed one trained again to see the spread), as far as they fit, instead of the
     search's frontier. `resume_from`: a carry archive of an earlier shard, whose runs go on first;
     `fill`: every cell queued, whether or not it can finish (those cut off are carried), and the
     frontier after the `cells`; a cell named that is too large to carry goes first if it is predicted
-    to finish, and is otherwise said and left out."""
+    to finish, and is otherwise said and left out. `carry_bytes`: the most the carry archive holds."""
     from . import hours
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
@@ -203,7 +204,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     def snapshot() -> None:  # the runs queued or carried in and not finished, as they stand
         ids = list(dict.fromkeys([*carried, *queued]))
         done = trained(ids)
-        partial(carried_now=pack([i for i in ids if i not in done], RUNS, carry, revision, quiet=True))
+        partial(carried_now=pack([i for i in ids if i not in done], RUNS, carry, revision, carry_bytes, quiet=True))
 
     snapshots = Snapshots(snapshot)
     try:
@@ -212,7 +213,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
                 if fill or not cells else []
             candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
             left = deadline + STOP_MARGIN - time.time()
-            todo = filled(candidates, carry_sizes(params_path, train, candidates), slots) if fill else []
+            todo = filled(candidates, carry_sizes(params_path, train, candidates), slots, carry_bytes) if fill else []
             if todo and cells:  # a named cell the archive could not carry trains first if it will finish
                 passed = [r for r in candidates if r.id in cells and r not in todo]
                 todo = ahead(passed, todo, prices, left, slots, gpus) + todo
@@ -252,7 +253,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         return None
     waiting = [i for i in carried if i not in queued]  # carried in, not trained here: carried on
     out.mkdir(parents=True, exist_ok=True)
-    kept, parts = pack(cut + waiting, RUNS, carry, revision)
+    kept, parts = pack(cut + waiting, RUNS, carry, revision, carry_bytes)
     shard_file(records, kept, parts, device=device(), cut_off=cut)
     more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
@@ -312,15 +313,15 @@ def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
     return sizes
 
 
-def filled(candidates: list[Run], sizes: dict[str, int], slots: int) -> list[Run]:
-    """`--fill`: the candidates in order, as one queue, as far as the carry archive can hold any
+def filled(candidates: list[Run], sizes: dict[str, int], slots: int, limit: int = CARRY_BYTES) -> list[Run]:
+    """`--fill`: the candidates in order, as one queue, as far as the carry archive (`limit` bytes) can hold any
     `slots` of them (the most that can be in flight, and so cut off, at the deadline; a run that has
     not started has nothing to carry). A run too large to carry is passed over: cut off, it would lose
     what it trained."""
     out: list[Run] = []
     for run in candidates:
         largest = sorted((sizes[r.id] for r in out + [run]), reverse=True)[:slots]
-        if sum(largest) <= CARRY_BYTES:
+        if sum(largest) <= limit:
             out.append(run)
     return out
 
@@ -351,9 +352,10 @@ def parts_of(archive: Path) -> list[Path]:
     return out
 
 
-def pack(ids: list[str], runs: Path, archive: Path, revision: str, quiet: bool = False) -> tuple[dict[str, int], int]:
+def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = CARRY_BYTES,
+         quiet: bool = False) -> tuple[dict[str, int], int]:
     """The checkpoints the runs `ids` resume from, into `archive` with a manifest (steps done, key,
-    revision), as many as fit CARRY_BYTES, in order, written in parts of CARRY_PART, each part
+    revision), as many as fit `limit` bytes, in order, written in parts of CARRY_PART, each part
     atomically and the parts of an earlier archive of that name removed; returns ({run id: steps
     done}, parts written). The runs may be training: Lightning replaces a checkpoint atomically, and
     a run that finishes while it is read (its checkpoints removed) is left out. `quiet`: a run left
@@ -374,10 +376,10 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str, quiet: bool =
         if "checkpoints/best.ckpt" in data:
             data["checkpoints/best.ckpt"] = weights_only(data["checkpoints/best.ckpt"])
         nbytes = sum(map(len, data.values()))
-        if size + nbytes > CARRY_BYTES:
+        if size + nbytes > limit:
             if not quiet:
                 say(f"shard: {run_id} not carried: its checkpoints would take the archive past "
-                    f"{CARRY_BYTES >> 20} MB")
+                    f"{limit >> 20} MB (--carry-mb)")
             continue
         last = torch.load(io.BytesIO(data["checkpoints/last.ckpt"]), map_location="cpu", weights_only=False)
         steps = last["global_step"]

@@ -579,6 +579,9 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
         shard.unpack(archive, known, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
 
+    # an archive limited to about one run's checkpoints (1.1 MB each) carries the first run alone
+    assert shard.pack(ids, runs, tmp_path / "small.tar.gz", "abc", limit=1_500_000)[0] == {ids[0]: 7}
+
     # packed again under the same name (a later snapshot), smaller: the earlier archive's parts go
     monkeypatch.setattr(shard, "CARRY_PART", 10**7)
     assert shard.pack(ids[:1], runs, archive, "abc") == ({ids[0]: 7}, 1) and shard.parts_of(archive) == [archive]
@@ -601,6 +604,9 @@ def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline()
     assert [r.id for r in filled(runs, sizes, 2)] == [
         "ed_n6-standard-w256-s0", "ed_n6-standard-w128-s0", "ed_n6-linear-w128-s0"]
     assert filled(runs[4:], sizes, 1) == runs[4:]  # a queue, one at a time
+    # a larger archive (--carry-mb 300, its parts brought back over several commands) takes both w512
+    assert [r.id for r in filled(runs, sizes, 8, 300 * 2**20)] == [
+        "ed_n6-standard-w512-s0", "ed_n6-linear-w512-s0", "ed_n6-standard-w128-s0"]
 
 
 def test_fill_puts_a_named_cell_too_large_to_carry_first_only_if_it_will_finish():
