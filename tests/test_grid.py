@@ -370,7 +370,7 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
     seen = {}
 
     def fake_run(params_path, seconds, out, *args):
-        seen["train"], seen["command"] = load_section(params_path, "train"), args[2]
+        seen["train"], seen["command"], seen["carry"] = load_section(params_path, "train"), args[2], args[-1]
 
     monkeypatch.setattr(shard, "run", fake_run)
     argv = ["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "3"]
@@ -379,6 +379,8 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
     assert seen["train"].concurrency == 3 and seen["command"].endswith("--concurrency 3")
     assert seen["train"].runs == load_section(params, "train").runs  # the same runs, and so the same keys
     assert seen["train"].compile == load_section(params, "train").compile
+    assert seen["carry"] == shard.CARRY_BYTES  # what one command of a lent machine returns
+    assert main([*argv, "--carry-mb", "160"]) == 0 and seen["carry"] == 160 * 2**20  # a w512 run's archive
     assert main([*argv[:-2], "--compile", "inductor-cudagraphs"]) == 0
     # as the parameters have it
     assert seen["train"].compile == "inductor-cudagraphs" and seen["train"].concurrency == load_section(
@@ -390,6 +392,9 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
     with pytest.raises(SystemExit) as stop:
         main(["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "0"])
     assert stop.value.code == 2 and "expected a positive integer, got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--carry-mb", "-5"])
+    assert stop.value.code == 2 and "--carry-mb: expected a positive integer, got '-5'" in capsys.readouterr().err
 
 
 def test_a_shards_queue_carried_runs_first_then_named_cells_then_the_frontier():
