@@ -19,13 +19,28 @@ def _acc(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _made(r: dict, field: str) -> str:
+    """Where or how a run was made (`field`: device, compile or git_rev); for a run carried over shards
+    that differ in it, each in turn with the step its part ended at ("?": not recorded)."""
+    parts: list[list] = []  # [value, the last step trained with it]
+    for segment in r.get("segments") or [{field: r.get(field), "steps": None}]:
+        value = segment[field] or "?"
+        if parts and parts[-1][0] == value:
+            parts[-1][1] = segment["steps"]
+        else:
+            parts.append([value, segment["steps"]])
+    if parts == [["?", None]]:
+        return "-"
+    return ", ".join(f"{v} (to {n})" for v, n in parts[:-1]) + (", " if len(parts) > 1 else "") + parts[-1][0]
+
+
 def _row(r: dict, price: float | None) -> str:
     curve = r.get("curve")
     seen = curve[-1]["sequences"] if curve else None
     return (f"| {r['run']} | {r['status']} | {_acc(r['graded_acc'])} | {_millions(sequences_to(curve, 0.9))} | "
             f"{_millions(sequences_to(curve, 0.99))} | {_millions(seen)} | {r['train_seconds']:.0f} | "
-            f"{'-' if price is None else f'{price:.0f}'} | {r['device']} | {r.get('compile') or '-'} | "
-            f"{r['git_rev'] or '-'} |")
+            f"{'-' if price is None else f'{price:.0f}'} | {_made(r, 'device')} | {_made(r, 'compile')} | "
+            f"{_made(r, 'git_rev')} |")
 
 
 def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str, dict] | None = None) -> str:
@@ -38,7 +53,8 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
              "graded test accuracy; sequences to 90% and 99%: the first validation that reached it (validation "
              "accuracy, on the validation split); seconds: the run's own training seconds (runs of one shard "
              "share the GPU); price: what `predict-hours` prices the run at alone, to the cap; compiled: how its "
-             "training steps ran (`train.compile`).", "",
+             "training steps ran (`train.compile`). A run carried over shards that differ in device, compilation or "
+             "revision names each in turn, with the step its part ended at.", "",
              "| run | status | accuracy | sequences to 90% | to 99% | sequences seen | seconds | price (s) | device "
              "| compiled | revision |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [_row(r, prices.get(r["run"])) for r in records]

@@ -101,6 +101,15 @@ class Results(Record):
     curve: list[CurvePoint] | None = None
 
 
+class Segment(Record):
+    """A carried run's part trained in one shard: the steps done at its end, and how it was made there
+    (None: an archive from before segments were recorded)."""
+    steps: Count
+    git_rev: str | None
+    device: str | None
+    compile: str | None
+
+
 class Landed(Results):
     """A record of reports/paper/cells.json: a cell of the paper's grid trained and evaluated on a GPU, with
     what it cost and how it was made."""
@@ -112,6 +121,9 @@ class Landed(Results):
     versions: dict[str, str]
     command: str
     compile: str | None = None  # how its training steps ran (`TrainRuntime.compile`); None: not recorded
+    # a run carried over several shards: each shard's part, in order (device, git_rev and compile above
+    # are the last one's); None: trained in one shard
+    segments: list[Segment] | None = None
 
 
 class TrainRuntime(Record):

@@ -36,7 +36,11 @@ import signal
 import tarfile
 import threading
 import time
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say, write_json
@@ -45,7 +49,7 @@ from .grid import FIGURES, cell_status, landed, searched_next, task_of
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
 from .provenance import git_rev
-from .records import EvaluateRuntime, Results, TrainRuntime, load
+from .records import EvaluateRuntime, Results, Segment, TrainRuntime, load
 
 SAFETY = 0.8  # of the seconds given, what the chosen runs' predicted training may take together
 # Training stops this many seconds before the seconds given end, whatever the predictions said: the
@@ -170,12 +174,27 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
     if not cells and not PAPER_CELLS.exists():  # a copy of the tree without reports/: say so, not silently
         say(f"shard: {PAPER_CELLS} not found: no cell counts as landed, so the search starts at the narrowest widths")
-    carried = unpack(resume_from, known, RUNS) if resume_from else {}
+    entries = unpack(resume_from, known, RUNS) if resume_from else {}
+    carried = {run_id: entry["steps"] for run_id, entry in entries.items()}
+    history = {run_id: entry["segments"] for run_id, entry in entries.items()}
     for run_id, steps in carried.items():  # a carried run costs what it has left
         prices[run_id] *= max(0.0, 1 - steps / train.max_steps)
     gpus = gpu_count()
     slots = slots_of(train.concurrency, gpus)
     revision = git_rev()
+    here_device = cache(device)  # the GPU's name, asked once, when a run's segment is first packed
+
+    def segments(run_id: str, steps: int) -> list[dict]:
+        """A run's shards so far, this one's last if it trained here: the steps done at the end of each."""
+        before = history.get(run_id, [])
+        if before and before[-1]["steps"] >= steps:
+            return before
+        return [*before, {"steps": steps, "git_rev": revision, "device": here_device(),
+                          "compile": train_stage.step_mode(train, known[run_id].width)}]
+
+    def landing(run_id: str) -> dict:
+        return landing_record(run_id, revision, command, history.get(run_id))
+
     records: list[dict] = []
     queued: list[str] = []  # every run queued here, in every round
     cut: list[str] = []  # queued here and not finished: cut off at the deadline, not started, or crashed
@@ -204,7 +223,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     def snapshot() -> None:  # the runs queued or carried in and not finished, as they stand
         ids = list(dict.fromkeys([*carried, *queued]))
         done = trained(ids)
-        partial(carried_now=pack([i for i in ids if i not in done], RUNS, carry, revision, carry_bytes, quiet=True))
+        partial(carried_now=pack([i for i in ids if i not in done], RUNS, carry, revision, carry_bytes, quiet=True,
+                                 segments=segments))
 
     snapshots = Snapshots(snapshot)
     try:
@@ -230,7 +250,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
                 f"{wall(todo, prices, slots, gpus) / 60:.1f} min of training at most: " + ", ".join(ids))
             prepare(params_path, {r.dataset for r in todo})
             early = AsFinished(params_path, ids, train.sweep, lambda done, before=list(records): partial(
-                before + [landing_record(i, revision, command) for i in done]))
+                before + [landing(i) for i in done]))
             try:
                 finished, failures = train_until(params_path, ids, deadline, train_stage.run)
             finally:
@@ -243,7 +263,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
                     evaluate_stage.run(params_path, only=pending, sweep_name=train.sweep)
                 except Failed as err:  # the others were evaluated
                     crashed.update(err.failures)
-            records += [landing_record(i, revision, command) for i in finished if i not in crashed]
+            records += [landing(i) for i in finished if i not in crashed]
             if records:
                 partial(records)
     finally:
@@ -253,8 +273,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         return None
     waiting = [i for i in carried if i not in queued]  # carried in, not trained here: carried on
     out.mkdir(parents=True, exist_ok=True)
-    kept, parts = pack(cut + waiting, RUNS, carry, revision, carry_bytes)
-    shard_file(records, kept, parts, device=device(), cut_off=cut)
+    kept, parts = pack(cut + waiting, RUNS, carry, revision, carry_bytes, segments=segments)
+    shard_file(records, kept, parts, device=here_device(), cut_off=cut)
     more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
         f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else "")
@@ -282,14 +302,20 @@ def prepare(params_path: Path, datasets: set[str]) -> None:
             write_dataset(task, generate.sizes, generate.seed, DATA / dataset.name)
 
 
-def landing_record(run_id: str, revision: str, command: str) -> dict:
-    """A finished and evaluated run's record as it lands: its results, cost and provenance."""
+def landing_record(run_id: str, revision: str, command: str, earlier: list[dict] | None = None) -> dict:
+    """A finished and evaluated run's record as it lands: its results, cost and provenance. `earlier`:
+    a carried run's segments in the shards before this one (`pack`), to which this one's is added, since
+    device, revision and compile name the last segment's alone."""
     result = load(RESULTS / f"{run_id}.json", Results)
     trained = load(RUNTIME_TRAIN / f"{run_id}.json", TrainRuntime)
     evaluated = load(RUNTIME_EVALUATE / f"{run_id}.json", EvaluateRuntime) or {"eval_seconds": 0.0}
-    return {**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
-            "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"], "compile": trained.get("compile"),
-            "git_rev": trained["git_rev"] or revision, "versions": trained["versions"], "command": command}
+    record = {**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
+              "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"], "compile": trained.get("compile"),
+              "git_rev": trained["git_rev"] or revision, "versions": trained["versions"], "command": command}
+    if earlier:
+        record["segments"] = [*earlier, {"steps": result["steps"], "git_rev": record["git_rev"],
+                                         "device": record["device"], "compile": record["compile"]}]
+    return record
 
 
 def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
@@ -353,13 +379,14 @@ def parts_of(archive: Path) -> list[Path]:
 
 
 def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = CARRY_BYTES,
-         quiet: bool = False) -> tuple[dict[str, int], int]:
+         quiet: bool = False, segments: Callable[[str, int], list[dict]] | None = None) -> tuple[dict[str, int], int]:
     """The checkpoints the runs `ids` resume from, into `archive` with a manifest (steps done, key,
-    revision), as many as fit `limit` bytes, in order, written in parts of CARRY_PART, each part
-    atomically and the parts of an earlier archive of that name removed; returns ({run id: steps
-    done}, parts written). The runs may be training: Lightning replaces a checkpoint atomically, and
-    a run that finishes while it is read (its checkpoints removed) is left out. `quiet`: a run left
-    out for the archive's size is not said (a snapshot would say it every time)."""
+    revision, and `segments(run id, steps done)`: the shards it trained in), as many as fit `limit`
+    bytes, in order, written in parts of CARRY_PART, each part atomically and the parts of an earlier
+    archive of that name removed; returns ({run id: steps done}, parts written). The runs may be
+    training: Lightning replaces a checkpoint atomically, and a run that finishes while it is read (its
+    checkpoints removed) is left out. `quiet`: a run left out for the archive's size is not said (a
+    snapshot would say it every time)."""
     import torch
 
     members: list[tuple[str, bytes]] = []
@@ -384,6 +411,8 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = 
         last = torch.load(io.BytesIO(data["checkpoints/last.ckpt"]), map_location="cpu", weights_only=False)
         steps = last["global_step"]
         manifest[run_id] = {"steps": int(steps), "key": json.loads(data["resume.json"])["key"], "git_rev": revision}
+        if segments:
+            manifest[run_id]["segments"] = segments(run_id, int(steps))
         members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
         size += nbytes
     chunks = []
@@ -407,10 +436,11 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = 
     return {run_id: m["steps"] for run_id, m in manifest.items()}, len(chunks)
 
 
-def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
+def unpack(archive: Path, known: dict, runs: Path) -> dict[str, dict]:
     """A carry archive (its first part; the others are read after it) into `runs`, checked first: only
-    the profile's runs and the files a run resumes from; returns {run id: steps done}. A run already in
-    `runs` is left as it is."""
+    the profile's runs and the files a run resumes from; returns {run id: {"steps": steps done,
+    "segments": the shards it trained in}}; from an archive that did not record them, one segment
+    with the revision that packed it. A run already in `runs` is left as it is."""
     pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
     try:
         data = b"".join(p.read_bytes() for p in parts_of(archive))
@@ -424,7 +454,8 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
         raise ValueError(f"shard --resume-from: {archive}: carry.json is not a mapping of run ids")
     bad = [m.name for m in members if m.name != "carry.json"
            and not (m.isfile() and pattern.fullmatch(m.name) and m.name.split("/")[0] in manifest)]
-    bad += [i for i in manifest if i not in known or not isinstance(manifest[i].get("steps"), int)]
+    bad += [i for i in manifest if i not in known or not isinstance(manifest[i], dict)
+            or not isinstance(manifest[i].get("steps"), int) or not recorded(manifest[i].get("segments"))]
     if bad:
         raise ValueError(f"shard --resume-from: {archive}: {bad[0]!r} is not a carried run of this profile")
     out, revisions = {}, set()
@@ -435,13 +466,24 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, int]:
                 continue
             tar.extractall(runs, members=[m for m in tar.getmembers() if m.name.startswith(run_id + "/")],
                            filter="data")
-            out[run_id] = entry["steps"]
+            past = entry.get("segments") or [{"steps": entry["steps"], "git_rev": entry.get("git_rev"),
+                                               "device": None, "compile": None}]
+            out[run_id] = {"steps": entry["steps"], "segments": past}
             revisions.add(str(entry.get("git_rev")))
     here = git_rev()
     if revisions - {here}:
         say(f"shard: {len(out)} runs carried from revision {', '.join(sorted(revisions))} (this is {here}): "
             "a run whose training code changed since trains again from the start")
     return out
+
+
+def recorded(segments) -> bool:
+    """Whether a carry manifest's `segments` are absent (an older archive) or what `pack` writes."""
+    try:
+        return segments is None or isinstance(segments, list) and all(
+            Segment.model_validate(s) is not None for s in segments)
+    except ValidationError:
+        return False
 
 
 def train_until(params_path: Path, ids: list[str], deadline: float, train) -> tuple[list[str], dict[str, str]]:

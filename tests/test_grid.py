@@ -435,6 +435,9 @@ def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_pa
     first = tmp_path / "a.json"
     first.write_text(json.dumps({"runs": [passing, landed("ed_n4-linear-w16-s0", 0.2)], "seconds": 900.0}))
     again = landed("ed_n4-linear-w16-s0", 0.4, seconds=1700.0)
+    again["segments"] = [{"steps": 500, "git_rev": "abb", "device": None, "compile": None},  # from an old archive
+                         {"steps": 900, "git_rev": "abc", "device": "NVIDIA H100", "compile": "cudagraphs"},
+                         {"steps": 1000, "git_rev": "abc", "device": "NVIDIA H100", "compile": "inductor"}]
     second = tmp_path / "b.json"
     second.write_text(json.dumps({"runs": [landed("ed_n4-standard-w32-s0", 0.5), again], "seconds": 1800.0}))
     cells = tmp_path / "cells.json"
@@ -447,6 +450,8 @@ def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_pa
     assert "0 of 1 such cells trained anyway passed" in text  # w32 above the passing w16 did not pass
     assert "| ed_n4-standard-w32-s0 | w16 | 0.500 | no |" in text
     assert "| ed_n4-linear-w16-s0 | 0.200, 0.400 |" in text  # the cell trained twice
+    # carried over three shards: each shard's device, compilation and revision in turn, not the last alone
+    assert "| ? (to 500), NVIDIA H100 | ? (to 500), cudagraphs (to 900), inductor | abb (to 500), abc |" in text
     assert "GPU-hours spent: 0.75" in text  # the two shards' wall seconds, not the runs' summed seconds
     assert status_hours(tmp_path, cells) == 0.75
 
@@ -513,6 +518,32 @@ def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, mo
                                  resume_from=copies[-1] / midway["carry"]).read_text())
     resumed = json.loads((work / "runs" / run_id / "resume.json").read_text())
     assert len(resumed["segments"]) == 2 and again["carried"][run_id] > midway["carried"][run_id]
+    # the archive names both shards' parts: where each ended, its revision, device and compilation
+    with tarfile.open(tmp_path / "back2" / again["carry"]) as tar:
+        made = json.load(tar.extractfile("carry.json"))[run_id]["segments"]
+    assert [s["steps"] for s in made] == [midway["carried"][run_id], again["carried"][run_id]]
+    assert all(s["device"] == "cpu" and s["compile"] == "none" and s["git_rev"] for s in made)
+
+
+def test_a_carried_run_lands_with_every_shard_it_trained_in(monkeypatch):
+    """The record's device, revision and compilation are its last shard's; a run carried in names
+    the shards before too, each with the step its part ended at, and the record stays a valid cell."""
+    from pipeline import shard
+    from pipeline.records import EvaluateRuntime, Landed, Results, TrainRuntime, check
+
+    run = "ed_n4-linear-w16-s0"
+    results = {k: v for k, v in landed(run, 0.9).items() if k not in (
+        "train_seconds", "eval_seconds", "peak_gpu_gib", "device", "git_rev", "versions", "command")}
+    files = {Results: results, EvaluateRuntime: {"eval_seconds": 4.0},
+             TrainRuntime: {"train_seconds": 60.0, "peak_gpu_gib": 2.0, "device": "NVIDIA H200", "git_rev": "abd",
+                            "versions": {"torch": "2.11"}, "compile": "inductor-cudagraphs"}}
+    monkeypatch.setattr(shard, "load", lambda path, model: files[model])
+    earlier = [{"steps": 40, "git_rev": "abc", "device": "NVIDIA H100", "compile": "cudagraphs"}]
+    record = shard.landing_record(run, "abd", "python -m pipeline shard", earlier)
+    assert record["segments"] == [*earlier, {"steps": 100, "git_rev": "abd", "device": "NVIDIA H200",
+                                             "compile": "inductor-cudagraphs"}]
+    assert check(record, Landed, "cells[0]") is record
+    assert "segments" not in shard.landing_record(run, "abd", "python -m pipeline shard")  # one shard: no list
 
 
 def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
@@ -570,8 +601,9 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
     assert kept == {i: 7 for i in ids} and parts == len(shard.parts_of(archive)) >= 3
     assert all(f.stat().st_size <= 300_000 for f in shard.parts_of(archive))
 
-    bare = tmp_path / "bare"
-    assert shard.unpack(archive, known, bare) == {i: 7 for i in ids}
+    bare = tmp_path / "bare"  # an archive that recorded no segments: one, with the revision that packed it
+    assert shard.unpack(archive, known, bare) == {
+        i: {"steps": 7, "segments": [{"steps": 7, "git_rev": "abc", "device": None, "compile": None}]} for i in ids}
     for i in ids:
         assert (bare / i / "checkpoints/last.ckpt").read_bytes() == (runs / i / "checkpoints/last.ckpt").read_bytes()
         best = torch.load(bare / i / "checkpoints/best.ckpt", weights_only=False)
@@ -590,7 +622,15 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
     # packed again under the same name (a later snapshot), smaller: the earlier archive's parts go
     monkeypatch.setattr(shard, "CARRY_PART", 10**7)
     assert shard.pack(ids[:1], runs, archive, "abc") == ({ids[0]: 7}, 1) and shard.parts_of(archive) == [archive]
-    assert shard.unpack(archive, known, tmp_path / "again") == {ids[0]: 7}
+    assert shard.unpack(archive, known, tmp_path / "again")[ids[0]]["steps"] == 7
+    # the shards a run trained in travel with it; a manifest whose segments are not what pack writes is refused
+    made = [{"steps": 3, "git_rev": "abb", "device": "NVIDIA H200", "compile": "cudagraphs"},
+            {"steps": 7, "git_rev": "abc", "device": "NVIDIA H100", "compile": "inductor-cudagraphs"}]
+    shard.pack(ids[:1], runs, archive, "abc", segments=lambda i, n: made if i == ids[0] and n == 7 else [])
+    assert shard.unpack(archive, known, tmp_path / "more") == {ids[0]: {"steps": 7, "segments": made}}
+    shard.pack(ids[:1], runs, archive, "abc", segments=lambda i, n: [{"steps": "7"}])
+    with pytest.raises(ValueError, match="is not a carried run of this profile"):
+        shard.unpack(archive, known, tmp_path / "bad")
     assert shard.pack(ids, tmp_path / "none", archive, "abc") == ({}, 0) and not archive.exists()
     assert not list(archive.parent.glob(".*"))  # no temporary part left behind
 

@@ -120,13 +120,21 @@ def _plan(out: Path, key: str) -> dict:
     return {"resume": resume, "state": state, "created": created}
 
 
+def step_mode(params: TrainParams, width: int) -> str:
+    """How a run of `width` trains its steps here (`train.compile`, as `training.fit` decides): the CPU
+    always runs eagerly."""
+    import torch
+
+    from ..training import compile_mode
+
+    return compile_mode(params.compile, width) if torch.cuda.is_available() else "none"
+
+
 def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUNS, runtime: Path = RUNTIME_TRAIN,
               position: str = "", group=None) -> dict:
     """Train (or reuse) one run. `group`: this process's place in a DDP training, where rank 0 plans
     and records and every process trains."""
-    import torch
-
-    from ..training import compile_mode, fit
+    from ..training import fit
 
     stopped = f"train: run {run.id} stopped; its last checkpoint is kept"
     if stopping():  # asked to stop while this run waited: it does not start
@@ -178,7 +186,7 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
     record = {"key": key, "run": run.__dict__, "task": meta["task"], "n": meta["n"], "max_len": meta["max_len"],
               **result, "curve": curve.points}
     info = {**runtime_info(state["segments"], state.get("peak_gpu_gib")), "devices": group.world if group else 1,
-            "compile": compile_mode(params.compile, run.width) if torch.cuda.is_available() else "none"}
+            "compile": step_mode(params, run.width)}
     write_json(runtime / f"{run.id}.json", {"run": run.id, "sweep": params.sweep, **info,
                                              "train_tokens_per_s": _tokens_per_s(folder, result["steps"],
                                                                                  params.batch_size,
