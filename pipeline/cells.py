@@ -22,16 +22,16 @@ def _acc(x: float | None) -> str:
 def _made(r: dict, field: str) -> str:
     """Where or how a run was made (`field`: device, compile or git_rev); for a run carried over shards
     that differ in it, each in turn with the step its part ended at ("?": not recorded)."""
+    if not r.get("segments"):
+        return r.get(field) or "-"
     parts: list[list] = []  # [value, the last step trained with it]
-    for segment in r.get("segments") or [{field: r.get(field), "steps": None}]:
+    for segment in r["segments"]:
         value = segment[field] or "?"
         if parts and parts[-1][0] == value:
             parts[-1][1] = segment["steps"]
         else:
             parts.append([value, segment["steps"]])
-    if parts == [["?", None]]:
-        return "-"
-    return ", ".join(f"{v} (to {n})" for v, n in parts[:-1]) + (", " if len(parts) > 1 else "") + parts[-1][0]
+    return ", ".join([f"{v} (to {n})" for v, n in parts[:-1]] + [parts[-1][0]])
 
 
 def _row(r: dict, price: float | None) -> str:

@@ -479,11 +479,16 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, dict]:
 
 def recorded(segments) -> bool:
     """Whether a carry manifest's `segments` are absent (an older archive) or what `pack` writes."""
+    if segments is None:
+        return True
+    if not isinstance(segments, list):
+        return False
     try:
-        return segments is None or isinstance(segments, list) and all(
-            Segment.model_validate(s) is not None for s in segments)
+        for segment in segments:
+            Segment.model_validate(segment)
     except ValidationError:
         return False
+    return True
 
 
 def train_until(params_path: Path, ids: list[str], deadline: float, train) -> tuple[list[str], dict[str, str]]:
