@@ -68,7 +68,7 @@ def test_exponent_fit_recovers_a_known_power_law():
 def test_statement_is_read_off_the_numbers():
     text = "\n".join(statement(known_grid(), 0.9))
     assert "standard reached it at 3 of 3 sizes (width 16 throughout)" in text
-    assert "linear reached it at 3 of 3 sizes (width 16 at n=4 and 64 at n=16)" in text
+    assert "linear reached it at 3 of 3 sizes (width 16 at n=4, 32 at n=8 and 64 at n=16)" in text
     assert "linear 4.00x" in text  # 64 vs 16 wide at n=16, FLOPs proportional to width here
     assert "No run reached" in "\n".join(statement(known_grid(), 0.999))
 

@@ -103,13 +103,11 @@ def statement(grid: Grid, threshold: float) -> list[str]:
             if not reached:
                 parts.append(f"{attention} reached {100 * threshold:g}% at no size" + (f" ({still})" if still else ""))
                 continue
-            first, last = widths[reached[0]], widths[reached[-1]]
-            if len(reached) == 1:  # one size: no trend to state, only where
-                trend = f"width {first} at n={reached[0]}"
-            elif first == last:
-                trend = f"width {first} throughout"
-            else:
-                trend = f"width {first} at n={reached[0]} and {last} at n={reached[-1]}"
+            if len(reached) > 1 and len({widths[n] for n in reached}) == 1:
+                trend = f"width {widths[reached[0]]} throughout"
+            else:  # every size reached, so a size in the middle is not left out
+                each = [f"{widths[n]} at n={n}" for n in reached]
+                trend = "width " + (", ".join(each[:-1]) + " and " if len(each) > 1 else "") + each[-1]
             parts.append(f"{attention} reached it at {len(reached)} of {len(sizes)} sizes ({trend}"
                          + (f"; {still})" if still else ")"))
         out.append(f"- {TITLES.get(task, task)}: " + "; ".join(parts) + ".")
@@ -147,7 +145,7 @@ def report(grid: Grid, thresholds: list[float], figures: dict[str, str], budgets
         "",
         "## Setup",
         "",
-        f"- runs: {len(records)} ({len(grid.tasks())} tasks, attention types {names}), "
+        f"- runs: {len(records)} ({len(grid.tasks())} task{'s' * (len(grid.tasks()) != 1)}, attention types {names}), "
         f"seeds: {', '.join(map(str, seeds))}",
         "- accuracy: exact match of the whole chain (teacher forcing) for ED, LIS and ED_Local; the answer after "
         "free greedy generation for arithmetic. Both are in the results files for every task.",
