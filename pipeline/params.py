@@ -24,7 +24,8 @@ def load_yaml(path: Path) -> dict:
     if not path.exists():
         raise ParamError(f"{path}: no such parameters file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -32,6 +33,9 @@ def load_yaml(path: Path) -> dict:
         raise ParamError(f"{path}: not valid YAML{where} ({problem})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ParamError(f"{path}: cannot be read ({err})") from None
+    if text.startswith("# @package _global_"):  # Hydra's mark on conf/profile/*.yaml
+        raise ParamError(f"{path}: a profile, only what it changes over the defaults; give --profile "
+                         f"{path.stem} (or write it out: python -m pipeline params --profile {path.stem})")
     if not isinstance(data, dict):
         raise ParamError(f"{path}: expected a mapping of stage sections")
     return data

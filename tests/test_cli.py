@@ -131,3 +131,6 @@ def test_generate_missing_or_broken_params_file(tmp_path):
     bad.write_text("generate: [unclosed\n")
     one_line_error(cli("generate", "--params", str(bad), "--out", str(tmp_path / "d")), "not valid YAML")
     assert not (tmp_path / "d").exists()
+    # a profile is not a whole parameters file: say so and name the option (not 'generate.seed: missing')
+    one_line_error(cli("grid-status", "--params", str(ROOT / "conf" / "profile" / "paper.yaml")),
+                   "paper.yaml: a profile", "--profile paper")
