@@ -105,9 +105,9 @@ def statement(grid: Grid, threshold: float) -> list[str]:
                 continue
             if len(reached) > 1 and len({widths[n] for n in reached}) == 1:
                 trend = f"width {widths[reached[0]]} throughout"
-            else:  # every size reached, so a size in the middle is not left out
+            else:  # each size reached, the middle ones too
                 each = [f"{widths[n]} at n={n}" for n in reached]
-                trend = "width " + (", ".join(each[:-1]) + " and " if len(each) > 1 else "") + each[-1]
+                trend = "width " + (", ".join(each[:-1]) + " and " + each[-1] if len(each) > 1 else each[0])
             parts.append(f"{attention} reached it at {len(reached)} of {len(sizes)} sizes ({trend}"
                          + (f"; {still})" if still else ")"))
         out.append(f"- {TITLES.get(task, task)}: " + "; ".join(parts) + ".")
