@@ -84,7 +84,8 @@ def parser() -> argparse.ArgumentParser:
     gs.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
                     help="the landed cells (default: %(default)s)")
     gs.add_argument("--json", action="store_true", help="print the status as JSON")
-    la = sub.add_parser("land", help="add the cells a GPU shard trained (its shard files) to reports/paper/cells.json")
+    la = sub.add_parser("land", help="add the cells a GPU shard trained (its shard files) to reports/paper/cells.json, "
+                                     "and keep its carry archive (beside each shard file) in reports/paper/carry/")
     la.add_argument("files", type=Path, nargs="+", help="shard files: {\"runs\": [landed records]}")
     la.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"), help="default: %(default)s")
     sh = sub.add_parser("shard", help="on a GPU: train and evaluate the paper grid's next missing cells that fit "
@@ -103,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
                     help="queue every cell, whether or not it fits (runs cut off are carried), and the "
                          "frontier after --cells")
     sh.add_argument("--resume-from", type=Path, metavar="ARCHIVE",
-                    help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first")
+                    help="an earlier shard's carry-*.tar.gz: its runs go on from their checkpoints first "
+                         "(default, unless only --cells: the one `land` kept in reports/paper/carry/)")
     sh.add_argument("--carry-mb", type=cli.positive, metavar="MB",
                     help="the most the carry archive holds, in parts of 15 MB (default: what one command of a "
                          "lent machine returns beside the shard file, 56; more lets wider runs be cut off and "
@@ -188,12 +190,13 @@ def dispatch(args: argparse.Namespace) -> None:
             missing = {c for c, s in states.items() if s == "missing" and c[0] in begun}
             report_stage.run(params, args.landed, Path(tmp) / "no-runtime", args.out, implied, records, missing,
                              "the landed cells of the paper's grid (`cells.json`; each with its cost and provenance "
-                             "in `cells.md`)", grid.cells_training(params, records, shards))
+                             "in `cells.md`)", grid.cells_training(params, records, shards, args.landed))
             from . import hours
             from .cells import cells_report
             from .execution.io import write_text
 
-            write_text(args.out / "cells.md", cells_report(records, hours.prices(params), shards))
+            write_text(args.out / "cells.md", cells_report(records, hours.prices(params), shards,
+                                                                    grid.carry_of(args.landed)))
     elif args.command == "params":
         compose.write(args.profile, args.out)
         print(f"{args.out}: the parameters of profile {args.profile or 'default'}")

@@ -6,6 +6,7 @@ price of the same cells."""
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 from .grid import gpu_hours, in_progress, passes
 from .report.collect import sequences_to
@@ -43,7 +44,8 @@ def _row(r: dict, price: float | None) -> str:
             f"{_made(r, 'git_rev')} |")
 
 
-def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str, dict] | None = None) -> str:
+def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str, dict] | None = None,
+                 carry: Path | None = None) -> str:
     """`records`: every landed record (a cell trained twice has two); `prices`: run id -> the seconds
     `predict-hours` prices it at, alone, to the profile's cap; `shards`: the landed shards."""
     key = lambda r: (r["task"], r["n"], r["attention"], r["width"], r["seed"])  # noqa: E731
@@ -94,10 +96,12 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
         lines.append("None yet.")
 
     going_on = in_progress(shards or {}, {r["run"]: r for r in records})
+    kept = in_progress(shards or {}, {r["run"]: r for r in records}, carry) if carry else going_on
     lines += ["", "## In progress: carried to the next shard, not landed", ""]
+    lost = " (the archive was not landed: restarts)"
     if going_on:
         lines += ["| run | steps done | carry archive |", "| --- | --- | --- |"]
-        lines += [f"| {run} | {'-' if n is None else n} | {archive} |"
+        lines += [f"| {run} | {'-' if n is None else n} | {archive}{'' if archive in kept else lost} |"
                   for archive, runs in going_on.items() for run, n in runs.items()]
     else:
         lines.append("None.")

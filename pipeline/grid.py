@@ -9,10 +9,11 @@ it as implied, never as a number).
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
-from .execution.io import write_json
+from .execution.io import say, write_json
 from .layout import PAPER_CELLS
 from .params import Run, TrainParams, load_section
 from .records import CorruptFile, Landed, check, read
@@ -122,8 +123,11 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
             figures[figure]["hours_next"] = round(sum(prices[i] for i in following) / 3600, 2)
+    going = in_progress(shards, records)
+    resumable = in_progress(shards, records, carry_of(folder))
     return {"figures": figures, "gpu_hours": round(gpu_hours(everything, shards), 3),
-            "carried": in_progress(shards, records)}
+            "carried": {str(carry_of(folder) / a): runs for a, runs in resumable.items()},
+            "lost": {a: runs for a, runs in going.items() if a not in resumable}}
 
 
 def carried_steps(shard: dict) -> dict[str, int | None]:
@@ -133,14 +137,61 @@ def carried_steps(shard: dict) -> dict[str, int | None]:
     return dict(carried) if isinstance(carried, dict) else dict.fromkeys(carried)
 
 
-def in_progress(shards: dict[str, dict], records: dict[str, dict]) -> dict[str, dict[str, int | None]]:
+def in_progress(shards: dict[str, dict], records: dict[str, dict],
+                folder: Path | None = None) -> dict[str, dict[str, int | None]]:
     """The carry archive of the latest landed shard that carried runs -> those of its runs not landed
-    since, with the steps they had done: what the next shard resumes (`--resume-from`)."""
+    since, with the steps they had done: what the next shard resumes. With `folder` (where `land`
+    keeps the archive), nothing unless the archive is there: runs that cannot be resumed restart."""
     for name in sorted(shards, reverse=True):  # shard-YYYYmmdd-HHMMSS.json: the latest first
         if shards[name].get("carried"):
             left = {r: n for r, n in carried_steps(shards[name]).items() if r not in records}
-            return {shards[name]["carry"]: left} if left else {}
+            archive = shards[name]["carry"]
+            return {archive: left} if left and (folder is None or (Path(folder) / archive).is_file()) else {}
     return {}
+
+
+def carry_of(cells: Path) -> Path:
+    """The folder `land` keeps the carry archive of the runs in progress in: beside the landed cells."""
+    return Path(cells).parent / "carry"
+
+
+def part(archive: Path, i: int) -> Path:
+    """The archive's part `i`: the archive itself first, then `.1`, `.2`, ... beside it."""
+    return archive.with_name(f"{archive.name}.{i}") if i else archive
+
+
+def parts_of(archive: Path) -> list[Path]:
+    """The archive's parts, as far as they exist."""
+    out = [archive]
+    while part(archive, len(out)).exists():
+        out.append(part(archive, len(out)))
+    return out
+
+
+def keep_carry(sources: dict[str, tuple[Path, int]], shards: dict[str, dict], records: dict[str, dict],
+               folder: Path) -> None:
+    """The archive of the runs in progress (`in_progress`) into `folder`, from beside the shard file it
+    came with (`sources`: archive name -> (its first part there, parts written)), every part or none;
+    then the earlier archives there are removed: their runs landed since, or went on in this one. An
+    archive that did not come back whole is said, and the earlier ones kept."""
+    going = in_progress(shards, records)
+    for archive, runs in going.items():  # at most one
+        source, parts = sources.get(archive, (None, 0))
+        whole = source is not None and all(part(source, i).is_file() for i in range(max(parts, 1)))
+        if whole:
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(max(parts, 1)):
+                tmp = folder / f".{part(source, i).name}.tmp"  # each part whole or not there
+                shutil.copyfile(part(source, i), tmp)
+                tmp.replace(folder / part(source, i).name)
+        if not (folder / archive).is_file():
+            say(f"land: {archive} did not come back whole beside its shard file, nor is it in {folder}: "
+                f"its {len(runs)} runs in progress ({', '.join(runs)}) cannot be resumed and restart")
+            return
+    kept = {p.name for archive in going for p in parts_of(folder / archive)}
+    for stale in folder.glob("carry-*") if folder.is_dir() else []:
+        if stale.name not in kept:
+            stale.unlink()
 
 
 def table(state: dict) -> str:
@@ -151,9 +202,13 @@ def table(state: dict) -> str:
         hours = "-" if left is None else f"{left:.1f} / {following:.1f}"
         lines.append(f"| {figure} | {c['cells']} | {c['trained']} | {c['implied']} | {c['failed']} | {c['missing']} | "
                      f"{c['next']} | {hours} |")
-    carried = "".join(f"\nIn progress, to resume with --resume-from {archive}: "
-                      + ", ".join(r if n is None else f"{r} ({n} steps)" for r, n in runs.items())
+    def listed(runs: dict) -> str:
+        return ", ".join(r if n is None else f"{r} ({n} steps)" for r, n in runs.items())
+
+    carried = "".join(f"\nIn progress, resumed by the next shard from {archive}: {listed(runs)}"
                       for archive, runs in state.get("carried", {}).items())
+    carried += "".join(f"\nCarried in {archive}, which was not landed: these restart: {listed(runs)}"
+                       for archive, runs in state.get("lost", {}).items())
     return ("\n".join(lines) + "\n\nHours predicted, each run alone to the cap. missing: every missing cell (an "
             "upper bound);\nnext: the width search's next cells, which it cannot skip (runs in progress included)."
             f"\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}" + carried)
@@ -169,6 +224,7 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
     cells, known = landed_file(path)
     before = {(r["run"], r["shard"]) for r in cells}
     records, shards = [], {}
+    sources: dict[str, tuple[Path, int]] = {}  # carry archive -> (its first part beside its shard file, parts)
     for file in files:
         shard = read(file)
         if not isinstance(shard, dict) or not isinstance(shard.get("runs"), list):
@@ -196,10 +252,13 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
             continue  # a copy part-way of a shard landed whole: nothing new
         shards[file.name] = entry
         records += runs
+        if entry["carry"]:
+            sources[entry["carry"]] = (file.parent / entry["carry"], shard.get("carry_parts") or 0)
     added = [r for r in records if r not in cells and not cells.append(r)]
     if added or set(shards) - set(known):
         cells.sort(key=lambda r: r["run"])  # stable: a cell's records keep their landing order
         write_json(path, {"cells": cells, "shards": {**shards, **known}}, indent=1)  # indent 1: a smaller file
+    keep_carry(sources, {**known, **shards}, first_records(cells), carry_of(path))
     return [r["run"] for r in added if (r["run"], r["shard"]) not in before]
 
 
@@ -216,10 +275,12 @@ def cell_states(params_path: Path, records: list[dict]) -> dict[tuple, str]:
     return {cell_of(r): cell_status(r, train.widths, first) for r in train.runs}
 
 
-def cells_training(params_path: Path, records: list[dict], shards: dict[str, dict]) -> dict[tuple, str]:
+def cells_training(params_path: Path, records: list[dict], shards: dict[str, dict],
+                   folder: Path = PAPER_CELLS) -> dict[tuple, str]:
     """(task, attention, n, width) -> how far its run got ("47k of 64k steps", on two lines) for every
-    run in progress (`in_progress`), for the figures."""
+    run in progress (`in_progress`) whose archive is landed beside `folder`, for the figures."""
     train: TrainParams = load_section(params_path, "train")
-    carried = {i: n for runs in in_progress(shards, first_records(records)).values() for i, n in runs.items()}
+    carried = {i: n for runs in in_progress(shards, first_records(records), carry_of(folder)).values()
+               for i, n in runs.items()}
     return {cell_of(r): "carried" if carried[r.id] is None else
             f"{carried[r.id] / 1000:g}k of\n{train.max_steps / 1000:g}k steps" for r in train.runs if r.id in carried}

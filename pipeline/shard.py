@@ -45,7 +45,18 @@ from pydantic import ValidationError
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .execution.io import say, write_json
 from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible, one_line
-from .grid import FIGURES, cell_status, landed, searched_next, task_of
+from .grid import (
+    FIGURES,
+    carry_of,
+    cell_status,
+    in_progress,
+    landed,
+    landed_file,
+    part,
+    parts_of,
+    searched_next,
+    task_of,
+)
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
 from .params import Run, load_section
 from .provenance import git_rev
@@ -174,6 +185,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
     if not cells and not PAPER_CELLS.exists():  # a copy of the tree without reports/: say so, not silently
         say(f"shard: {PAPER_CELLS} not found: no cell counts as landed, so the search starts at the narrowest widths")
+    if resume_from is None and (fill or not cells):
+        resume_from = resumable()
     entries = unpack(resume_from, known, RUNS) if resume_from else {}
     carried = {run_id: entry["steps"] for run_id, entry in entries.items()}
     history = {run_id: entry["segments"] for run_id, entry in entries.items()}
@@ -282,6 +295,17 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     return path
 
 
+def resumable(folder: Path = PAPER_CELLS) -> Path | None:
+    """The landed carry archive of the runs in progress (`grid.in_progress`), if it is there: what a shard
+    of the frontier resumes unless told otherwise, so that no lease starts them again."""
+    records, shards = landed_file(folder)
+    for archive, runs in in_progress(shards, {r["run"]: r for r in records}, carry_of(folder)).items():
+        say(f"shard: {len(runs)} run{'s' * (len(runs) != 1)} in progress resumed from {carry_of(folder) / archive} "
+            "(landed)")
+        return carry_of(folder) / archive
+    return None
+
+
 def queue(carried: list[Run], named: list[Run], search: list[Run], queued: list[str]) -> list[Run]:
     """A round's candidates in the order they queue: the carried runs, the cells named, then the
     search's frontier; each once, and none queued in an earlier round."""
@@ -363,19 +387,6 @@ def weights_only(blob: bytes) -> bytes:
     buffer = io.BytesIO()
     torch.save({k: full[k] for k in KEEP if k in full}, buffer)
     return buffer.getvalue()
-
-
-def part(archive: Path, i: int) -> Path:
-    """The archive's part `i`: the archive itself first, then `.1`, `.2`, ... beside it."""
-    return archive.with_name(f"{archive.name}.{i}") if i else archive
-
-
-def parts_of(archive: Path) -> list[Path]:
-    """The archive's parts, as far as they exist."""
-    out = [archive]
-    while part(archive, len(out)).exists():
-        out.append(part(archive, len(out)))
-    return out
 
 
 def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = CARRY_BYTES,

@@ -511,11 +511,11 @@ def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, mo
     midway = json.loads(next(copies[-1].glob("shard-*.json")).read_text())
     assert midway["partial"] and 0 < midway["carried"][run_id] <= record["carried"][run_id]
 
-    shutil.rmtree(work)  # a bare machine: no data, no runs
+    shutil.rmtree(work)  # a bare machine: no data, no runs; only the repository, where the copy landed
     work.mkdir()
     monkeypatch.chdir(work)
-    again = json.loads(shard.run(params, 15.0, tmp_path / "back2", fill=True,
-                                 resume_from=copies[-1] / midway["carry"]).read_text())
+    land([next(copies[-1].glob("shard-*.json"))], Path("reports/paper/cells.json"))
+    again = json.loads(shard.run(params, 15.0, tmp_path / "back2", fill=True).read_text())  # resumes what landed
     resumed = json.loads((work / "runs" / run_id / "resume.json").read_text())
     assert len(resumed["segments"]) == 2 and again["carried"][run_id] > midway["carried"][run_id]
     # the archive names both shards' parts: where each ended, its revision, device and compilation
@@ -683,18 +683,63 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     carried = tmp_path / "shard-1.json"
     carried.write_text(json.dumps({"runs": [], "device": "NVIDIA H200", "seconds": 1500.0,
                                    "carried": {"ed_n4-standard-w16-s0": 900}, "carry": "carry-1.tar.gz"}))
+    (tmp_path / "carry-1.tar.gz").write_bytes(b"checkpoints")
     finished = tmp_path / "shard-2.json"
     finished.write_text(json.dumps({"runs": [landed("ed_n4-standard-w16-s0", 0.95)], "device": "NVIDIA H200",
                                     "seconds": 600.0, "carried": {}}))
     assert land([carried], cells) == []
-    assert status(params, cells)["carried"] == {"carry-1.tar.gz": {"ed_n4-standard-w16-s0": 900}}
+    kept = tmp_path / "carry" / "carry-1.tar.gz"  # landed beside the cells: what the next shard resumes
+    assert status(params, cells)["carried"] == {str(kept): {"ed_n4-standard-w16-s0": 900}}
+    assert kept.read_bytes() == b"checkpoints"
     assert "| ed_n4-standard-w16-s0 | 900 | carry-1.tar.gz |" in report()
     assert "still in progress (carried): 0.42" in report()
-    assert cells_training(params, *landed_file(cells)) == {("ed", "standard", 4, 16): "0.9k of\n0.02k steps"}
+    assert cells_training(params, *landed_file(cells), cells) == {("ed", "standard", 4, 16): "0.9k of\n0.02k steps"}
     assert land([finished], cells) == ["ed_n4-standard-w16-s0"]
     assert status(params, cells)["carried"] == {}  # landed since: no longer in progress
-    assert cells_training(params, *landed_file(cells)) == {}
+    assert not kept.exists()  # nothing left to resume from it
+    assert cells_training(params, *landed_file(cells), cells) == {}
     assert "still in progress (carried): 0.00" in report()
     assert land([carried, finished], cells) == []  # landing again changes nothing
     assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)
     assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == {"ed_n4-standard-w16-s0": 900}
+
+
+def test_land_keeps_the_carry_archive_in_the_repository_and_says_when_one_did_not_come_back(tmp_path, params, capsys):
+    """The repository is all that lasts from one lent machine to the next: `land` copies the archive of the
+    runs in progress (every part) beside the cells, and the previous one goes once the new one is there.
+    An archive that did not come back is said in one line, its runs shown as restarting, and the
+    previous archive kept; a shard of the frontier resumes from the landed archive by default."""
+    from pipeline import shard as shard_module
+    from pipeline.grid import table
+
+    cells, folder = tmp_path / "paper" / "cells.json", tmp_path / "paper" / "carry"
+
+    def lease(name: str, carried: dict, parts: int, came_back: int) -> Path:
+        back = tmp_path / name
+        back.mkdir()
+        path = back / f"shard-{name}.json"
+        path.write_text(json.dumps({"runs": [], "device": "NVIDIA H200", "seconds": 1500.0, "carried": carried,
+                                    "carry": f"carry-{name}.tar.gz", "carry_parts": parts}))
+        for i in range(came_back):
+            (back / (f"carry-{name}.tar.gz" + (f".{i}" if i else ""))).write_bytes(f"{name} {i}".encode())
+        return path
+
+    assert land([lease("1", {"ed_n4-standard-w16-s0": 900}, 2, 2)], cells) == []
+    assert sorted(p.name for p in folder.iterdir()) == ["carry-1.tar.gz", "carry-1.tar.gz.1"]
+    assert shard_module.resumable(cells) == folder / "carry-1.tar.gz"
+    assert "1 run in progress resumed from" in capsys.readouterr().err
+
+    # the next lease's archive came back with one of its two parts: not landed, the earlier one kept
+    assert land([lease("2", {"ed_n4-standard-w16-s0": 1800, "ed_n4-linear-w16-s0": 300}, 2, 1)], cells) == []
+    err = capsys.readouterr().err
+    assert "carry-2.tar.gz did not come back whole" in err and "2 runs in progress" in err and "restart" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["carry-1.tar.gz", "carry-1.tar.gz.1"]
+    state = status(params, cells)
+    assert state["carried"] == {} and state["lost"] == {"carry-2.tar.gz": {"ed_n4-linear-w16-s0": 300,
+                                                                          "ed_n4-standard-w16-s0": 1800}}
+    assert "Carried in carry-2.tar.gz, which was not landed: these restart" in table(state)
+    assert shard_module.resumable(cells) is None  # not the older archive: its runs went on in lease 2
+
+    assert land([lease("3", {"ed_n4-linear-w16-s0": 600}, 1, 1)], cells) == []
+    assert [p.name for p in folder.iterdir()] == ["carry-3.tar.gz"]  # the earlier ones removed
+    assert shard_module.resumable(cells) == folder / "carry-3.tar.gz"
