@@ -177,10 +177,10 @@ def keep_carry(sources: dict[str, tuple[Path, int]], shards: dict[str, dict], re
     going = in_progress(shards, records)
     for archive, runs in going.items():  # at most one
         source, parts = sources.get(archive, (None, 0))
-        whole = source is not None and all(part(source, i).is_file() for i in range(max(parts, 1)))
-        if whole:
+        parts = parts or (len(parts_of(source)) if source else 1)  # a shard file from before parts were counted
+        if source is not None and all(part(source, i).is_file() for i in range(parts)):
             folder.mkdir(parents=True, exist_ok=True)
-            for i in range(max(parts, 1)):
+            for i in range(parts):
                 tmp = folder / f".{part(source, i).name}.tmp"  # each part whole or not there
                 shutil.copyfile(part(source, i), tmp)
                 tmp.replace(folder / part(source, i).name)
