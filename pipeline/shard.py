@@ -185,9 +185,10 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
             raise ValueError(f"shard --cells: {unknown[0]!r} is not a run of {params_path}")
     if not cells and not PAPER_CELLS.exists():  # a copy of the tree without reports/: say so, not silently
         say(f"shard: {PAPER_CELLS} not found: no cell counts as landed, so the search starts at the narrowest widths")
+    going = None  # the runs to resume from the landed archive: those not landed since
     if resume_from is None and (fill or not cells):
-        resume_from = resumable()
-    entries = unpack(resume_from, known, RUNS) if resume_from else {}
+        resume_from, going = resumable() or (None, None)
+    entries = unpack(resume_from, known, RUNS, going) if resume_from else {}
     carried = {run_id: entry["steps"] for run_id, entry in entries.items()}
     history = {run_id: entry["segments"] for run_id, entry in entries.items()}
     for run_id, steps in carried.items():  # a carried run costs what it has left
@@ -295,14 +296,14 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     return path
 
 
-def resumable(folder: Path = PAPER_CELLS) -> Path | None:
-    """The landed carry archive of the runs in progress (`grid.in_progress`), if it is there: what a shard
-    of the frontier resumes unless told otherwise, so that no lease starts them again."""
+def resumable(folder: Path = PAPER_CELLS) -> tuple[Path, set[str]] | None:
+    """The landed carry archive of the runs in progress (`grid.in_progress`), if it is there, and those
+    runs: what a shard of the frontier resumes unless told otherwise, so that no lease starts them again."""
     records, shards = landed_file(folder)
     for archive, runs in in_progress(shards, {r["run"]: r for r in records}, carry_of(folder)).items():
         say(f"shard: {len(runs)} run{'s' * (len(runs) != 1)} in progress resumed from {carry_of(folder) / archive} "
             "(landed)")
-        return carry_of(folder) / archive
+        return carry_of(folder) / archive, set(runs)
     return None
 
 
@@ -447,11 +448,12 @@ def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = 
     return {run_id: m["steps"] for run_id, m in manifest.items()}, len(chunks)
 
 
-def unpack(archive: Path, known: dict, runs: Path) -> dict[str, dict]:
+def unpack(archive: Path, known: dict, runs: Path, only: set[str] | None = None) -> dict[str, dict]:
     """A carry archive (its first part; the others are read after it) into `runs`, checked first: only
     the profile's runs and the files a run resumes from; returns {run id: {"steps": steps done,
     "segments": the shards it trained in}}; from an archive that did not record them, one segment
-    with the revision that packed it. A run already in `runs` is left as it is."""
+    with the revision that packed it. A run already in `runs` is left as it is; `only`: these runs
+    alone (the others landed since)."""
     pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
     try:
         data = b"".join(p.read_bytes() for p in parts_of(archive))
@@ -472,6 +474,8 @@ def unpack(archive: Path, known: dict, runs: Path) -> dict[str, dict]:
     out, revisions = {}, set()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for run_id, entry in manifest.items():
+            if only is not None and run_id not in only:
+                continue
             if (runs / run_id).exists():
                 say(f"shard: {run_id} is already in {runs}: kept as it is, not taken from {archive.name}")
                 continue

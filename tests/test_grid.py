@@ -604,6 +604,9 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
     bare = tmp_path / "bare"  # an archive that recorded no segments: one, with the revision that packed it
     assert shard.unpack(archive, known, bare) == {
         i: {"steps": 7, "segments": [{"steps": 7, "git_rev": "abc", "device": None, "compile": None}]} for i in ids}
+    # resumed from the landed archive: the runs landed since are left out, not trained again
+    assert list(shard.unpack(archive, known, tmp_path / "some", only={ids[1]})) == [ids[1]]
+    assert not (tmp_path / "some" / ids[0]).exists()
     for i in ids:
         assert (bare / i / "checkpoints/last.ckpt").read_bytes() == (runs / i / "checkpoints/last.ckpt").read_bytes()
         best = torch.load(bare / i / "checkpoints/best.ckpt", weights_only=False)
@@ -726,7 +729,7 @@ def test_land_keeps_the_carry_archive_in_the_repository_and_says_when_one_did_no
 
     assert land([lease("1", {"ed_n4-standard-w16-s0": 900}, 2, 2)], cells) == []
     assert sorted(p.name for p in folder.iterdir()) == ["carry-1.tar.gz", "carry-1.tar.gz.1"]
-    assert shard_module.resumable(cells) == folder / "carry-1.tar.gz"
+    assert shard_module.resumable(cells) == (folder / "carry-1.tar.gz", {"ed_n4-standard-w16-s0"})
     assert "1 run in progress resumed from" in capsys.readouterr().err
 
     # the next lease's archive came back with one of its two parts: not landed, the earlier one kept
@@ -742,4 +745,4 @@ def test_land_keeps_the_carry_archive_in_the_repository_and_says_when_one_did_no
 
     assert land([lease("3", {"ed_n4-linear-w16-s0": 600}, 1, 1)], cells) == []
     assert [p.name for p in folder.iterdir()] == ["carry-3.tar.gz"]  # the earlier ones removed
-    assert shard_module.resumable(cells) == folder / "carry-3.tar.gz"
+    assert shard_module.resumable(cells) == (folder / "carry-3.tar.gz", {"ed_n4-linear-w16-s0"})
