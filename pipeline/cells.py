@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from .grid import gpu_hours, in_progress, passes
+from .grid import first_records, gpu_hours, in_progress, passes
 from .report.collect import sequences_to
 
 
@@ -95,8 +95,9 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
     else:
         lines.append("None yet.")
 
-    going_on = in_progress(shards or {}, {r["run"]: r for r in records})
-    kept = in_progress(shards or {}, {r["run"]: r for r in records}, carry) if carry else going_on
+    first = first_records(records)
+    going_on = in_progress(shards or {}, first)
+    kept = in_progress(shards or {}, first, carry) if carry else going_on
     lines += ["", "## In progress: carried to the next shard, not landed", ""]
     lost = " (the archive was not landed: restarts)"
     if going_on:

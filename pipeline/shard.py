@@ -49,6 +49,7 @@ from .grid import (
     FIGURES,
     carry_of,
     cell_status,
+    first_records,
     in_progress,
     landed,
     landed_file,
@@ -300,7 +301,7 @@ def resumable(folder: Path = PAPER_CELLS) -> tuple[Path, set[str]] | None:
     """The landed carry archive of the runs in progress (`grid.in_progress`), if it is there, and those
     runs: what a shard of the frontier resumes unless told otherwise, so that no lease starts them again."""
     records, shards = landed_file(folder)
-    for archive, runs in in_progress(shards, {r["run"]: r for r in records}, carry_of(folder)).items():
+    for archive, runs in in_progress(shards, first_records(records), carry_of(folder)).items():
         say(f"shard: {len(runs)} run{'s' * (len(runs) != 1)} in progress resumed from {carry_of(folder) / archive} "
             "(landed)")
         return carry_of(folder) / archive, set(runs)
