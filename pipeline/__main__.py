@@ -149,11 +149,14 @@ def dispatch(args: argparse.Namespace) -> None:
         import json
         import tempfile
 
-        from . import grid, hours
+        from . import grid, hours, shard
 
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
-            state = grid.status(params, args.landed, hours.prices(params))
+            prices = hours.prices(params)
+            state = grid.status(params, args.landed, prices)
+            state["uncarried"] = {run_id: {"bytes": size, "seconds_alone": prices[run_id]}
+                                  for run_id, size in shard.uncarried(params, args.landed).items()}
         print(json.dumps(state, indent=1) if args.json else grid.table(state))
     elif args.command == "land":
         from . import grid

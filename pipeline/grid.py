@@ -209,6 +209,11 @@ def table(state: dict) -> str:
                       for archive, runs in state.get("carried", {}).items())
     carried += "".join(f"\nCarried in {archive}, which was not landed: these restart: {listed(runs)}"
                        for archive, runs in state.get("lost", {}).items())
+    wide = [f"{r} ({c['bytes'] / 2**20:.1f} MB, {c['seconds_alone'] / 3600:.2f} h alone)"
+            for r, c in (state.get("uncarried") or {}).items()]
+    if wide:
+        carried += ("\nToo large to carry, trained only by a shard they finish in (one of their own, without "
+                    "--fill, or a longer-lived machine): " + ", ".join(wide))
     return ("\n".join(lines) + "\n\nHours predicted, each run alone to the cap. missing: every missing cell (an "
             "upper bound);\nnext: the width search's next cells, which it cannot skip (runs in progress included)."
             f"\nGPU-hours spent on landed cells: {state['gpu_hours']:.2f}" + carried)

@@ -15,7 +15,8 @@ the shard file, in parts of at most 15 MB (as far as `--carry-mb` allows; by def
 command of a lent machine returns: five runs of width 128, or one of 256 and a few narrower), and the
 next shard, on another bare machine, resumes them from it (`--resume-from`). `--fill` uses this on
 purpose: it queues every cell of the frontier whether or not it can finish, as far as the archive could
-carry the runs in flight at the deadline.
+carry the runs in flight at the deadline; a cell too large to carry alone (w512 and up by default) goes
+first only if it is predicted to finish, and is otherwise named as left out.
 
 Each run is evaluated as soon as it finishes (`AsFinished`) and the shard file written again, marked
 partial; every CARRY_EVERY seconds the runs in flight are packed into the carry archive too
@@ -143,6 +144,14 @@ def ahead(runs: list[Run], queue: list[Run], prices: dict[str, float], seconds: 
     return out
 
 
+def passed_over(candidates: list[Run], todo: list[Run], named: list[str], sizes: dict[str, int],
+                limit: int = CARRY_BYTES) -> list[Run]:
+    """`--fill`: the candidates `filled` passed over that no later round would carry either, those that
+    may go `ahead` of the queue: a cell named, and one of the frontier too large for the archive alone
+    (the others wait for a round whose runs in flight leave it room)."""
+    return [r for r in candidates if r not in todo and (r.id in named or sizes[r.id] > limit)]
+
+
 def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1, gpus: int = 1) -> list[Run]:
     """The runs, cheapest first, whose predicted training as one queue (`wall`) takes no more than
     SAFETY x `seconds`."""
@@ -167,8 +176,9 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     the search, or a landed one trained again to see the spread), as far as they fit, instead of the
     search's frontier. `resume_from`: a carry archive of an earlier shard, whose runs go on first;
     `fill`: every cell queued, whether or not it can finish (those cut off are carried), and the
-    frontier after the `cells`; a cell named that is too large to carry goes first if it is predicted
-    to finish, and is otherwise said and left out. `carry_bytes`: the most the carry archive holds."""
+    frontier after the `cells`; a cell the archive cannot carry (named, or of the frontier and too large
+    alone) goes first if it is predicted to finish, and is otherwise said and left out. `carry_bytes`:
+    the most the carry archive holds."""
     from . import hours
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
@@ -214,7 +224,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     queued: list[str] = []  # every run queued here, in every round
     cut: list[str] = []  # queued here and not finished: cut off at the deadline, not started, or crashed
     crashed: dict[str, str] = {}  # run id -> why its training or evaluation failed (not a divergence)
-    skipped: list[str] = []  # cells named that could neither be carried nor finish: said once
+    skipped: list[str] = []  # cells that could neither be carried nor finish: said once
 
     carry = out / f"carry-{stamp}.tar.gz"
     written = {"runs": [], "carried": {}, "carry_parts": 0}  # the partial file's latest runs and carry
@@ -248,14 +258,17 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
                 if fill or not cells else []
             candidates = queue([known[i] for i in carried], [known[c] for c in cells or []], search, queued)
             left = deadline + STOP_MARGIN - time.time()
-            todo = filled(candidates, carry_sizes(params_path, train, candidates), slots, carry_bytes) if fill else []
-            if todo and cells:  # a named cell the archive could not carry trains first if it will finish
-                passed = [r for r in candidates if r.id in cells and r not in todo]
+            sizes = carry_sizes(params_path, train, candidates) if fill else {}
+            todo = filled(candidates, sizes, slots, carry_bytes) if fill else []
+            if todo:  # a cell the archive cannot carry trains first if it will finish, else it is said
+                passed = passed_over(candidates, todo, cells or [], sizes, carry_bytes)
                 todo = ahead(passed, todo, prices, left, slots, gpus) + todo
-                for run_id in sorted({r.id for r in passed if r not in todo} - set(skipped)):
-                    skipped.append(run_id)
-                    say(f"shard: --cells {run_id} not trained: too large to carry, and not predicted to "
-                        "finish in the seconds left")
+                for run in [r for r in passed if r not in todo and r.id not in skipped]:
+                    skipped.append(run.id)
+                    say(f"shard: {'--cells ' * (run.id in (cells or []))}{run.id} not trained: too large to carry "
+                        f"({sizes[run.id] / 2**20:.0f} MB), and not predicted to finish in the seconds left "
+                        f"({prices[run.id] / 60:.1f} min alone); a shard of its own, without --fill, or a "
+                        "longer-lived machine can train it")
             todo = todo or fitting(candidates, prices, left, slots, gpus)
             if not todo:
                 break
@@ -363,6 +376,14 @@ def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
                 attention_options=train.attention_options.get(r.attention, {})))
         sizes[r.id] = CARRIED_BYTES_PER_PARAMETER * sum(p.numel() for p in model.parameters())
     return sizes
+
+
+def uncarried(params_path: Path, folder: Path = PAPER_CELLS, limit: int | None = None) -> dict[str, int]:
+    """The frontier's cells (every figure's) too large for the carry archive alone (`limit` bytes, by
+    default CARRY_BYTES) -> their bytes: a shard trains one only if it will finish there."""
+    train = load_section(params_path, "train")
+    sizes = carry_sizes(params_path, train, frontier(params_path, None, False, folder))
+    return {run_id: size for run_id, size in sizes.items() if size > (limit or CARRY_BYTES)}
 
 
 def filled(candidates: list[Run], sizes: dict[str, int], slots: int, limit: int = CARRY_BYTES) -> list[Run]:

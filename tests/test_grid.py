@@ -117,6 +117,18 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     # ED: standard w16 passed (w32, w64 implied); sparse and linear w16 are next, their w32 and w64 missing after
     left, following = state["figures"]["3"]["hours_left"], state["figures"]["3"]["hours_next"]
     assert row == f"| 3 | 9 | 1 | 2 | 0 | 6 | 2 | {left:.1f} / {following:.1f} |"
+    assert state["uncarried"] == {}  # widths 16-64: every cell of the frontier can be carried
+    # an archive of 1 KB carries none of them: each is named with its size and price alone
+    import pipeline.shard
+
+    monkeypatch.setattr(pipeline.shard, "CARRY_BYTES", 1024)
+    assert main(["grid-status", "--params", str(params), "--landed", str(runs), "--json"]) == 0
+    wide = json.loads(capsys.readouterr().out)["uncarried"]
+    assert {"ed_n4-sparse-w16-s0", "ed_n4-linear-w16-s0"} <= set(wide)
+    assert all(c["bytes"] > 1024 and c["seconds_alone"] > 0 for c in wide.values())
+    assert main(["grid-status", "--params", str(params), "--landed", str(runs)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("Too large to carry") and "ed_n4-linear-w16-s0 (" in line
 
 
 @pytest.mark.slow
@@ -671,6 +683,26 @@ def test_fill_puts_a_named_cell_too_large_to_carry_first_only_if_it_will_finish(
     assert ahead([second, wide], queue, prices, 4 * 300 / SAFETY - 1, 4) == []
     assert ahead([wide], queue, prices, 300 / SAFETY, 1) == [wide]  # one slot: it runs alone
     assert ahead([second, wide], [], prices, 2 * 900 / SAFETY, 4) == [wide, second]
+
+
+def test_fill_lets_a_frontier_cell_too_large_to_carry_go_first_as_it_does_a_named_one():
+    from pipeline.params import Run
+    from pipeline.shard import SAFETY, ahead, filled, passed_over
+
+    wide, w256, other = Run("ed_n6", "sparse", 512, 0), Run("ed_n16", "sparse", 256, 0), Run("ed_n12", "sparse", 256, 0)
+    small = [Run("ed_n20", a, 32, 0) for a in ("standard", "linear")]
+    sizes = {wide.id: 145 * 2**20, w256.id: 37 * 2**20, other.id: 37 * 2**20, **{r.id: 2**20 for r in small}}
+    candidates = [*small, wide, other, w256]
+    todo = filled(candidates, sizes, 4)
+    assert todo == [*small, other]  # the w512 alone is past the archive; a second w256 past it beside the first
+    # of those passed over, only the one no later round could carry may go ahead of the queue: the
+    # second w256 waits for a round whose runs in flight leave it room
+    assert passed_over(candidates, todo, [], sizes) == [wide]
+    assert passed_over(candidates, todo, [w256.id], sizes) == [wide, w256]  # a named cell, as before
+    prices = {wide.id: 500.0, w256.id: 900.0, other.id: 900.0, **{r.id: 800.0 for r in small}}
+    # beside 3 runs of the queue on 4 slots, not all launch-bound: 4 x its price
+    assert ahead([wide], todo, prices, 4 * 500 / SAFETY, 4) == [wide]
+    assert ahead([wide], todo, prices, 4 * 500 / SAFETY - 1, 4) == []
 
 
 def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_path, params):
