@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--compile", default="auto",
                     help="comma-separated train.compile modes to time each cell with (default: %(default)s)")
     tr.add_argument("--cells", default="",
-                    help="comma-separated WIDTHxL cells, L one of 44, 212, 508 (default: the reference cells)")
+                    help="comma-separated WIDTHxL cells, L one of 44, 74, 212, 344, 508 (default: the reference cells)")
     tr.add_argument("--only", default="", help="comma-separated record names to time (default: every variant)")
     tr.add_argument("--sweep", action="store_true",
                     help="instead: time the train stage on a sweep of 12 small runs, sequential eager against "

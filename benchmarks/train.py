@@ -26,8 +26,8 @@ from lightning.pytorch.callbacks import Callback
 
 from pipeline.provenance import git_rev
 
-# (task, n) with L = max_len + 1 near the reference L=212 and L=508
-DATASETS = {44: ("ed", 4), 212: ("ed", 12), 508: ("ed", 20)}
+# (task, n) with L = max_len + 1: ED at the sizes of the paper's Figure 3 (n=6-20), and n=4 for the CPU
+DATASETS = {44: ("ed", 4), 74: ("ed", 6), 212: ("ed", 12), 344: ("ed", 16), 508: ("ed", 20)}
 GPU_CELLS = [(256, 212), (256, 508), (512, 212), (1024, 212)]  # (width, L)
 CPU_CELLS = [(16, 44)]
 
