@@ -52,6 +52,12 @@ def parameters(args: argparse.Namespace, folder: str) -> Path:
     return compose.write(args.profile, Path(folder) / f"{args.profile}.yaml") if args.profile else args.params
 
 
+def bench(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--bench", type=Path, nargs="+", help="throughput files of `python -m benchmarks train` "
+                         "that price the runs, the nearest record in width, then length, for each (default: "
+                         "benchmarks/results/throughput.json; name it too to add records to it)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = cli.parser("python -m pipeline", "Stages and tools of the pipeline; `dvc repro` runs the stages in order.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", help="the stage or command to run")
@@ -73,8 +79,7 @@ def parser() -> argparse.ArgumentParser:
     ph = sub.add_parser("predict-hours", help="predicted GPU-hours of a profile's sweep, from measured training "
                                               "throughput (every run to the cap: an upper bound)")
     params_or_profile(ph)
-    ph.add_argument("--bench", type=Path, nargs="+", help="throughput files of `python -m benchmarks train` "
-                                                          "(default: benchmarks/results/throughput.json)")
+    bench(ph)
     ph.add_argument("--caps", type=int, nargs="+", help="caps on sequences per run to price (default: the "
                                                         "profile's max_steps x batch_size)")
     ph.add_argument("--out", type=Path, help="also write the prediction as JSON here")
@@ -84,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     gs.add_argument("--landed", type=Path, default=Path("reports/paper/cells.json"),
                     help="the landed cells (default: %(default)s)")
     gs.add_argument("--json", action="store_true", help="print the status as JSON")
+    bench(gs)
     la = sub.add_parser("land", help="add the cells a GPU shard trained (its shard files) to reports/paper/cells.json, "
                                      "and keep its carry archive (beside each shard file) in reports/paper/carry/")
     la.add_argument("files", type=Path, nargs="+", help="shard files: {\"runs\": [landed records]}")
@@ -113,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--concurrency", type=cli.positive, metavar="N",
                     help="train N runs at once (default: the parameters' train.concurrency; auto: up to "
                          f"{RUNS_PER_GPU} a GPU)")
+    bench(sh)
     sh.add_argument("--compile", choices=COMPILE_MODES, help="how a training step runs on the GPU (default: the "
                                                               "parameters' train.compile; auto picks by width)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
@@ -153,7 +160,7 @@ def dispatch(args: argparse.Namespace) -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
-            prices = hours.prices(params)
+            prices = hours.prices(params, args.bench)
             state = grid.status(params, args.landed, prices)
             state["uncarried"] = {run_id: {"bytes": size, "seconds_alone": prices[run_id]}
                                   for run_id, size in shard.uncarried(params, args.landed).items()}
@@ -176,7 +183,8 @@ def dispatch(args: argparse.Namespace) -> None:
                 params = how_trained(params, tmp, concurrency=args.concurrency, compile=args.compile)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
-                      args.fill, args.resume_from, (args.carry_mb << 20) if args.carry_mb else shard.CARRY_BYTES)
+                      args.fill, args.resume_from, (args.carry_mb << 20) if args.carry_mb else shard.CARRY_BYTES,
+                      args.bench)
     elif args.command == "paper-report":
         import tempfile
 

@@ -54,9 +54,10 @@ def nearest(records: list[dict], attention: str, width: int, length: int) -> dic
     return min(own, key=lambda r: (abs(math.log2(r["width"] / width)), abs(r["L"] - length)))
 
 
-def prices(params: Path) -> dict[str, float]:
-    """Run id -> its predicted seconds alone, to the profile's cap, from the default benchmark file."""
-    prediction = predict(params, load_records(list(DEFAULT_BENCH)))
+def prices(params: Path, bench: list[Path] | None = None) -> dict[str, float]:
+    """Run id -> its predicted seconds alone, to the profile's cap, from the `bench` files (default: the
+    committed one)."""
+    prediction = predict(params, load_records(list(bench or DEFAULT_BENCH)))
     return next(iter(prediction["caps"].values()))["per_run"]
 
 

@@ -171,14 +171,15 @@ def slots_of(concurrency: int, gpus: int) -> int:
 
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
         command: str = "python -m pipeline shard", cells: list[str] | None = None, fill: bool = False,
-        resume_from: Path | None = None, carry_bytes: int = CARRY_BYTES) -> Path | None:
+        resume_from: Path | None = None, carry_bytes: int = CARRY_BYTES,
+        bench: list[Path] | None = None) -> Path | None:
     """`cells`: these run ids of the profile, whatever their status (an implied cell trained to check
     the search, or a landed one trained again to see the spread), as far as they fit, instead of the
     search's frontier. `resume_from`: a carry archive of an earlier shard, whose runs go on first;
     `fill`: every cell queued, whether or not it can finish (those cut off are carried), and the
     frontier after the `cells`; a cell the archive cannot carry (named, or of the frontier and too large
     alone) goes first if it is predicted to finish, and is otherwise said and left out. `carry_bytes`:
-    the most the carry archive holds."""
+    the most the carry archive holds. `bench`: the throughput files that price the runs (`hours.prices`)."""
     from . import hours
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
@@ -187,7 +188,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     deadline = began + seconds - STOP_MARGIN
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
     path = out / f"shard-{stamp}.json"  # written part-way as runs finish, and whole at the end
-    prices = hours.prices(params_path)
+    prices = hours.prices(params_path, bench)
     train = load_section(params_path, "train")
     known = {r.id: r for r in train.runs}
     if cells:

@@ -90,3 +90,20 @@ def test_the_committed_profiles_can_be_priced(tmp_path):
     saved = json.loads(out.read_text())
     cap = saved["caps"][str(64000 * 512)]  # the paper profile's cap
     assert cap["runs"] == 288 and cap["figure_3_runs"] == 72
+
+
+def test_grid_status_prices_with_the_benchmark_files_named(tmp_path, capsys, monkeypatch):
+    """`--bench` (grid-status and shard alike): a record nearer in length prices a short run anew."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the committed profile and benchmark file
+    assert main(["grid-status", "--profile", "paper", "--landed", str(tmp_path / "none.json"), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["figures"]["3"]["hours_left"]
+    # every ED n=6 run (73 positions) of every width measured at 1e9 tokens/s: far cheaper than before
+    fast = bench_file(tmp_path, [record(a, w, 74, 1e9) for a in ("standard", "sparse", "linear")
+                                 for w in (32, 64, 128, 256, 512, 1024)])
+    assert main(["grid-status", "--profile", "paper", "--landed", str(tmp_path / "none.json"), "--json",
+                 "--bench", "benchmarks/results/throughput.json", str(fast)]) == 0
+    after = json.loads(capsys.readouterr().out)["figures"]["3"]["hours_left"]
+    n6 = 18 * 64000 * 512 * 73 / 1e9 / 3600  # what the 18 ED n=6 runs cost now
+    assert after < before - 1 and after > n6
