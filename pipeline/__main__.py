@@ -183,8 +183,8 @@ def dispatch(args: argparse.Namespace) -> None:
                 params = how_trained(params, tmp, concurrency=args.concurrency, compile=args.compile)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
-                      args.fill, args.resume_from, (args.carry_mb << 20) if args.carry_mb else shard.CARRY_BYTES,
-                      args.bench)
+                      args.fill, args.resume_from, bench=args.bench,
+                      carry_bytes=(args.carry_mb << 20) if args.carry_mb else shard.CARRY_BYTES)
     elif args.command == "paper-report":
         import tempfile
 

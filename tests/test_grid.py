@@ -381,8 +381,9 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
 
     seen = {}
 
-    def fake_run(params_path, seconds, out, *args):
-        seen["train"], seen["command"], seen["carry"] = load_section(params_path, "train"), args[2], args[-1]
+    def fake_run(params_path, seconds, out, *args, carry_bytes, bench):
+        seen["train"], seen["command"], seen["carry"] = load_section(params_path, "train"), args[2], carry_bytes
+        seen["bench"] = bench
 
     monkeypatch.setattr(shard, "run", fake_run)
     argv = ["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "3"]
@@ -393,6 +394,7 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
     assert seen["train"].compile == load_section(params, "train").compile
     assert seen["carry"] == shard.CARRY_BYTES  # what one command of a lent machine returns
     assert main([*argv, "--carry-mb", "160"]) == 0 and seen["carry"] == 160 * 2**20  # a w512 run's archive
+    assert seen["bench"] is None and main([*argv, "--bench", "mine.json"]) == 0 and seen["bench"] == [Path("mine.json")]
     assert main([*argv[:-2], "--compile", "inductor-cudagraphs"]) == 0
     # as the parameters have it
     assert seen["train"].compile == "inductor-cudagraphs" and seen["train"].concurrency == load_section(
