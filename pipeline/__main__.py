@@ -156,14 +156,14 @@ def dispatch(args: argparse.Namespace) -> None:
         import json
         import tempfile
 
-        from . import grid, hours, shard
+        from . import grid, hours, plan
 
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             prices = hours.prices(params, args.bench)
             state = grid.status(params, args.landed, prices)
             state["uncarried"] = {run_id: {"bytes": size, "seconds_alone": prices[run_id]}
-                                  for run_id, size in shard.uncarried(params, args.landed).items()}
+                                  for run_id, size in plan.uncarried(params, args.landed).items()}
         print(json.dumps(state, indent=1) if args.json else grid.table(state))
     elif args.command == "land":
         from . import grid
@@ -175,6 +175,7 @@ def dispatch(args: argparse.Namespace) -> None:
         import tempfile
 
         from . import shard
+        from .carry import CARRY_BYTES
 
         command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         with tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +185,7 @@ def dispatch(args: argparse.Namespace) -> None:
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
                       args.fill, args.resume_from, bench=args.bench,
-                      carry_bytes=(args.carry_mb << 20) if args.carry_mb else shard.CARRY_BYTES)
+                      carry_bytes=(args.carry_mb << 20) if args.carry_mb else CARRY_BYTES)
     elif args.command == "paper-report":
         import tempfile
 

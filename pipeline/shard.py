@@ -29,144 +29,32 @@ remote and returns a few small files; the checkpoints stay there, the results co
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import re
 import signal
-import tarfile
 import threading
 import time
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
+from .carry import CARRY_BYTES, carry_sizes, pack, unpack
 from .execution.io import say, write_json
 from .execution.runtime import Failed, Interrupted, carry_on, device, gpu_count, interruptible, one_line
-from .grid import (
-    FIGURES,
-    carry_of,
-    cell_status,
-    first_records,
-    in_progress,
-    landed,
-    landed_file,
-    part,
-    parts_of,
-    searched_next,
-    task_of,
-)
+from .grid import carry_of, first_records, in_progress, landed_file
 from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_TRAIN
-from .params import Run, load_section
+from .params import load_section
+from .plan import ahead, filled, fitting, frontier, passed_over, queue, slots_of, wall
 from .provenance import git_rev
-from .records import EvaluateRuntime, Results, Segment, TrainRuntime, load
+from .records import EvaluateRuntime, Results, TrainRuntime, load
 
-SAFETY = 0.8  # of the seconds given, what the chosen runs' predicted training may take together
 # Training stops this many seconds before the seconds given end, whatever the predictions said: the
 # runs it cuts off are named in the shard file and not landed, and the finished ones are evaluated
 # (about 5 s a run on a GPU) and written in the time left.
 STOP_MARGIN = 90.0
-# What a lent machine returns of one command: 8 files of at most 16 MB, 64 MB together. The carry
-# archive is written in parts of CARRY_PART (the first part named as the archive, the others `.1`,
-# `.2`, ... after it), CARRY_BYTES together, which leaves room for the shard file and its log.
-CARRY_PART = 15 * 2**20
-CARRY_BYTES = 56 * 2**20
-# A carried run's bytes a parameter: last.ckpt's float32 weights and AdamW's two moments (12), and
-# best.ckpt's weights alone (4): it is only read for its weights once the run finishes.
-CARRIED_BYTES_PER_PARAMETER = 16
-CARRIED = ("resume.json", "checkpoints/last.ckpt", "checkpoints/best.ckpt")  # what a run resumes from
 POLL = 15.0  # seconds between looks for runs that finished, to evaluate them at once (`AsFinished`)
 # seconds between carry archives of the runs in flight (`Snapshots`): what a machine taken back mid-shard
 # loses at most, beside the time since the last copy came back (about 10 s of packing on a GPU host)
 CARRY_EVERY = 240.0
 EVAL_GRACE = 60.0  # seconds an evaluation in progress at a round's end may take to finish
-
-
-def frontier(params_path: Path, figure: str | None, every_width: bool, folder: Path = PAPER_CELLS,
-             here: dict[str, dict] | None = None) -> list[Run]:
-    """The missing cells to train next, in the figures' order; `every_width`: every missing cell,
-    not only the search's next width of each task, size and attention type; `here`: run id -> record
-    of the cells this shard trained, counted as landed."""
-    train = load_section(params_path, "train")
-    records = {**landed(folder), **(here or {})}
-    figures = [figure] if figure else list(FIGURES)
-    chosen: dict[str, Run] = {}
-    for fig in figures:
-        tasks, attentions = FIGURES[fig]
-        for run in train.runs:
-            if task_of(run.dataset) not in tasks or run.attention not in attentions or run.id in chosen:
-                continue
-            if searched_next(run, train.widths, records) or (
-                    every_width and cell_status(run, train.widths, records) == "missing"):
-                chosen[run.id] = run
-    return list(chosen.values())
-
-
-def slowdown(chosen: list[Run], slots: int, gpus: int = 1) -> float:
-    """What sharing a GPU multiplies each run's price by while the queue `chosen` keeps as many runs
-    at once as it can (k on one GPU: max(1, k / gain), `SHARED_GAIN` where every run is launch-bound,
-    else 1: no gain); one alone on its GPU takes its price."""
-    if slots <= 1:
-        return 1.0
-    gain = SHARED_GAIN if all(r.width <= LAUNCH_BOUND_WIDTH for r in chosen) else 1.0
-    per_gpu = -(-min(slots, len(chosen)) // max(gpus, 1))
-    return max(1.0, per_gpu / gain) if per_gpu > 1 else 1.0
-
-
-def wall(chosen: list[Run], prices: dict[str, float], slots: int, gpus: int = 1) -> float:
-    """Predicted seconds to train the queue `chosen`: on one slot, one after another; on several, each
-    run in order on the slot that frees first, the runs spread over `gpus`, each taking its price
-    times the `slowdown` of sharing."""
-    if slots <= 1:
-        return sum(prices[r.id] for r in chosen)
-    factor = slowdown(chosen, slots, gpus)
-    ends = [0.0] * min(slots, len(chosen))
-    for run in chosen:
-        free = ends.index(min(ends))
-        ends[free] += prices[run.id] * factor
-    return max(ends)
-
-
-def ahead(runs: list[Run], queue: list[Run], prices: dict[str, float], seconds: float, slots: int,
-          gpus: int = 1) -> list[Run]:
-    """`--fill` with `--cells`: of the named `runs` that `filled` passed over (too large to carry, so
-    one cut off would lose what it trained), those that go ahead of the `queue`, cheapest first, one
-    slot each, as far as each is predicted to finish within SAFETY x `seconds` beside the queue."""
-    out: list[Run] = []
-    for run in sorted(runs, key=lambda r: prices[r.id]):
-        trial = out + [run]
-        factor = slowdown((trial + queue)[:slots], slots, gpus)
-        if len(trial) <= slots and max(prices[r.id] for r in trial) * factor <= SAFETY * seconds:
-            out = trial
-    return out
-
-
-def passed_over(candidates: list[Run], todo: list[Run], named: list[str], sizes: dict[str, int],
-                limit: int = CARRY_BYTES) -> list[Run]:
-    """`--fill`: the candidates `filled` passed over that no later round would carry either, those that
-    may go `ahead` of the queue: a cell named, and one of the frontier too large for the archive alone
-    (the others wait for a round whose runs in flight leave it room)."""
-    return [r for r in candidates if r not in todo and (r.id in named or sizes[r.id] > limit)]
-
-
-def fitting(runs: list[Run], prices: dict[str, float], seconds: float, slots: int = 1, gpus: int = 1) -> list[Run]:
-    """The runs, cheapest first, whose predicted training as one queue (`wall`) takes no more than
-    SAFETY x `seconds`."""
-    out: list[Run] = []
-    for run in sorted(runs, key=lambda r: prices[r.id]):
-        if wall(out + [run], prices, slots, gpus) <= SAFETY * seconds:
-            out.append(run)
-    return out
-
-
-def slots_of(concurrency: int, gpus: int) -> int:
-    """Runs the train stage trains at once here: its `concurrency`, else (auto) RUNS_PER_GPU on each
-    GPU (memory permitting: a run that does not fit waits, which the wide runs' gain of 1 prices) and
-    one on a CPU."""
-    return concurrency or (RUNS_PER_GPU * gpus if gpus else 1)
 
 
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
@@ -322,16 +210,6 @@ def resumable(folder: Path = PAPER_CELLS) -> tuple[Path, set[str]] | None:
     return None
 
 
-def queue(carried: list[Run], named: list[Run], search: list[Run], queued: list[str]) -> list[Run]:
-    """A round's candidates in the order they queue: the carried runs, the cells named, then the
-    search's frontier; each once, and none queued in an earlier round."""
-    out: dict[str, Run] = {}
-    for run in (*carried, *named, *search):
-        if run.id not in queued:
-            out.setdefault(run.id, run)
-    return list(out.values())
-
-
 def prepare(params_path: Path, datasets: set[str]) -> None:
     """The `datasets` generated here, those not generated yet."""
     from .generation import tasks_of, write_dataset
@@ -356,177 +234,6 @@ def landing_record(run_id: str, revision: str, command: str, earlier: list[dict]
         record["segments"] = [*earlier, {"steps": result["steps"], "git_rev": record["git_rev"],
                                          "device": record["device"], "compile": record["compile"]}]
     return record
-
-
-def carry_sizes(params_path: Path, train, runs: list[Run]) -> dict[str, int]:
-    """Run id -> the bytes its carried checkpoints take (`CARRIED_BYTES_PER_PARAMETER`), for `runs`."""
-    import torch
-
-    from .generation import tasks_of
-    from .model import DecoderTransformer, ModelConfig
-
-    generate = load_section(params_path, "generate")
-    tasks = {d.name: task for d, task in tasks_of(generate, str(params_path))}
-    sizes = {}
-    for r in runs:
-        task = tasks[r.dataset]
-        with torch.device("meta"):  # shapes alone: no memory, no time
-            model = DecoderTransformer(ModelConfig(
-                vocab_size=len(task.vocab.tokens), max_len=task.max_len, width=r.width, layers=train.layers,
-                heads=train.heads, attention=r.attention,
-                attention_options=train.attention_options.get(r.attention, {})))
-        sizes[r.id] = CARRIED_BYTES_PER_PARAMETER * sum(p.numel() for p in model.parameters())
-    return sizes
-
-
-def uncarried(params_path: Path, folder: Path = PAPER_CELLS, limit: int | None = None) -> dict[str, int]:
-    """The frontier's cells (every figure's) too large for the carry archive alone (`limit` bytes, by
-    default CARRY_BYTES) -> their bytes: a shard trains one only if it will finish there."""
-    train = load_section(params_path, "train")
-    sizes = carry_sizes(params_path, train, frontier(params_path, None, False, folder))
-    return {run_id: size for run_id, size in sizes.items() if size > (limit or CARRY_BYTES)}
-
-
-def filled(candidates: list[Run], sizes: dict[str, int], slots: int, limit: int = CARRY_BYTES) -> list[Run]:
-    """`--fill`: the candidates in order, as one queue, as far as the carry archive (`limit` bytes) can hold any
-    `slots` of them (the most that can be in flight, and so cut off, at the deadline; a run that has
-    not started has nothing to carry). A run too large to carry is passed over: cut off, it would lose
-    what it trained."""
-    out: list[Run] = []
-    for run in candidates:
-        largest = sorted((sizes[r.id] for r in out + [run]), reverse=True)[:slots]
-        if sum(largest) <= limit:
-            out.append(run)
-    return out
-
-
-def weights_only(blob: bytes) -> bytes:
-    """A Lightning checkpoint's weights, step and hyperparameters alone (`training.KEEP`): what a
-    finished run reads of its best checkpoint."""
-    import torch
-
-    from .training import KEEP
-
-    full = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)  # our own file
-    buffer = io.BytesIO()
-    torch.save({k: full[k] for k in KEEP if k in full}, buffer)
-    return buffer.getvalue()
-
-
-def pack(ids: list[str], runs: Path, archive: Path, revision: str, limit: int = CARRY_BYTES,
-         quiet: bool = False, segments: Callable[[str, int], list[dict]] | None = None) -> tuple[dict[str, int], int]:
-    """The checkpoints the runs `ids` resume from, into `archive` with a manifest (steps done, key,
-    revision, and `segments(run id, steps done)`: the shards it trained in), as many as fit `limit`
-    bytes, in order, written in parts of CARRY_PART, each part atomically and the parts of an earlier
-    archive of that name removed; returns ({run id: steps done}, parts written). The runs may be
-    training: Lightning replaces a checkpoint atomically, and a run that finishes while it is read (its
-    checkpoints removed) is left out. `quiet`: a run left out for the archive's size is not said (a
-    snapshot would say it every time)."""
-    import torch
-
-    members: list[tuple[str, bytes]] = []
-    manifest: dict[str, dict] = {}
-    size = 0
-    for run_id in ids:
-        files = {name: runs / run_id / name for name in CARRIED if (runs / run_id / name).is_file()}
-        if "checkpoints/last.ckpt" not in files or "resume.json" not in files:
-            continue  # cut off before its first checkpoint: nothing to carry
-        try:
-            data = {name: f.read_bytes() for name, f in files.items()}
-        except FileNotFoundError:
-            continue  # it finished while being read: it lands, nothing to carry
-        if "checkpoints/best.ckpt" in data:
-            data["checkpoints/best.ckpt"] = weights_only(data["checkpoints/best.ckpt"])
-        nbytes = sum(map(len, data.values()))
-        if size + nbytes > limit:
-            if not quiet:
-                say(f"shard: {run_id} not carried: its checkpoints would take the archive past "
-                    f"{limit >> 20} MB (--carry-mb)")
-            continue
-        last = torch.load(io.BytesIO(data["checkpoints/last.ckpt"]), map_location="cpu", weights_only=False)
-        steps = last["global_step"]
-        manifest[run_id] = {"steps": int(steps), "key": json.loads(data["resume.json"])["key"], "git_rev": revision}
-        if segments:
-            manifest[run_id]["segments"] = segments(run_id, int(steps))
-        members += [(f"{run_id}/{name}", blob) for name, blob in data.items()]
-        size += nbytes
-    chunks = []
-    if manifest:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for name, blob in [("carry.json", json.dumps(manifest, indent=1).encode()), *members]:
-                info = tarfile.TarInfo(name)
-                info.size = len(blob)
-                tar.addfile(info, io.BytesIO(blob))
-        data = buffer.getvalue()
-        chunks = [data[i:i + CARRY_PART] for i in range(0, len(data), CARRY_PART)]
-    if chunks:
-        archive.parent.mkdir(parents=True, exist_ok=True)
-    for i, chunk in enumerate(chunks):  # each part whole or not there: a copy never reads half a part
-        tmp = archive.with_name(f".{part(archive, i).name}.tmp")
-        tmp.write_bytes(chunk)
-        tmp.replace(part(archive, i))
-    for stale in parts_of(archive)[len(chunks):] if archive.exists() else []:
-        stale.unlink()  # an earlier archive's parts past this one's
-    return {run_id: m["steps"] for run_id, m in manifest.items()}, len(chunks)
-
-
-def unpack(archive: Path, known: dict, runs: Path, only: set[str] | None = None) -> dict[str, dict]:
-    """A carry archive (its first part; the others are read after it) into `runs`, checked first: only
-    the profile's runs and the files a run resumes from; returns {run id: {"steps": steps done,
-    "segments": the shards it trained in}}; from an archive that did not record them, one segment
-    with the revision that packed it. A run already in `runs` is left as it is; `only`: these runs
-    alone (the others landed since)."""
-    pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
-    try:
-        data = b"".join(p.read_bytes() for p in parts_of(archive))
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            members = tar.getmembers()
-            manifest = json.load(tar.extractfile("carry.json"))
-    except (tarfile.TarError, KeyError, json.JSONDecodeError, AttributeError, OSError, EOFError) as err:
-        raise ValueError(f"shard --resume-from: {archive}: not a carry archive, or a part of it is missing "
-                         f"({err})") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"shard --resume-from: {archive}: carry.json is not a mapping of run ids")
-    bad = [m.name for m in members if m.name != "carry.json"
-           and not (m.isfile() and pattern.fullmatch(m.name) and m.name.split("/")[0] in manifest)]
-    bad += [i for i in manifest if i not in known or not isinstance(manifest[i], dict)
-            or not isinstance(manifest[i].get("steps"), int) or not recorded(manifest[i].get("segments"))]
-    if bad:
-        raise ValueError(f"shard --resume-from: {archive}: {bad[0]!r} is not a carried run of this profile")
-    out, revisions = {}, set()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for run_id, entry in manifest.items():
-            if only is not None and run_id not in only:
-                continue
-            if (runs / run_id).exists():
-                say(f"shard: {run_id} is already in {runs}: kept as it is, not taken from {archive.name}")
-                continue
-            tar.extractall(runs, members=[m for m in tar.getmembers() if m.name.startswith(run_id + "/")],
-                           filter="data")
-            past = entry.get("segments") or [{"steps": entry["steps"], "git_rev": entry.get("git_rev"),
-                                               "device": None, "compile": None}]
-            out[run_id] = {"steps": entry["steps"], "segments": past}
-            revisions.add(str(entry.get("git_rev")))
-    here = git_rev()
-    if revisions - {here}:
-        say(f"shard: {len(out)} runs carried from revision {', '.join(sorted(revisions))} (this is {here}): "
-            "a run whose training code changed since trains again from the start")
-    return out
-
-
-def recorded(segments) -> bool:
-    """Whether a carry manifest's `segments` are absent (an older archive) or what `pack` writes."""
-    if segments is None:
-        return True
-    if not isinstance(segments, list):
-        return False
-    try:
-        for segment in segments:
-            Segment.model_validate(segment)
-    except ValidationError:
-        return False
-    return True
 
 
 def train_until(params_path: Path, ids: list[str], deadline: float, train) -> tuple[list[str], dict[str, str]]:

@@ -119,9 +119,9 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     assert row == f"| 3 | 9 | 1 | 2 | 0 | 6 | 2 | {left:.1f} / {following:.1f} |"
     assert state["uncarried"] == {}  # widths 16-64: every cell of the frontier can be carried
     # an archive of 1 KB carries none of them: each is named with its size and price alone
-    import pipeline.shard
+    import pipeline.carry
 
-    monkeypatch.setattr(pipeline.shard, "CARRY_BYTES", 1024)
+    monkeypatch.setattr(pipeline.carry, "CARRY_BYTES", 1024)
     assert main(["grid-status", "--params", str(params), "--landed", str(runs), "--json"]) == 0
     wide = json.loads(capsys.readouterr().out)["uncarried"]
     assert {"ed_n4-sparse-w16-s0", "ed_n4-linear-w16-s0"} <= set(wide)
@@ -178,7 +178,7 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
 
 
 def test_the_frontier_moves_on_past_a_width_that_failed_here_or_landed(tmp_path, params):
-    from pipeline.shard import frontier
+    from pipeline.plan import frontier
 
     cells = tmp_path / "cells.json"
     land([shard(tmp_path, "a.json", [landed("ed_n4-standard-w16-s0", 0.2)])], cells)
@@ -193,7 +193,7 @@ def test_the_frontier_moves_on_past_a_width_that_failed_here_or_landed(tmp_path,
 def test_a_shard_takes_the_cheapest_cells_that_fit():
     from pipeline.execution.capacity import SHARED_GAIN
     from pipeline.params import Run
-    from pipeline.shard import SAFETY, fitting
+    from pipeline.plan import SAFETY, fitting
 
     runs = [Run("ed_n4", "standard", w, 0) for w in (16, 32, 64)]
     prices = {runs[0].id: 30.0, runs[1].id: 10.0, runs[2].id: 100.0}
@@ -212,7 +212,7 @@ def test_a_shard_takes_the_cheapest_cells_that_fit():
 def test_sharing_a_gpu_slows_each_run_past_the_measured_gain():
     from pipeline.execution.capacity import SHARED_GAIN
     from pipeline.params import Run
-    from pipeline.shard import wall
+    from pipeline.plan import wall
 
     small = [Run("ed_n4", "standard", 32, s) for s in range(8)]
     prices = {r.id: 100.0 for r in small}
@@ -376,7 +376,7 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
                                                                               capsys):
     import sys
 
-    from pipeline import shard
+    from pipeline import carry, shard
     from pipeline.params import load_section
 
     seen = {}
@@ -392,7 +392,7 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
     assert seen["train"].concurrency == 3 and seen["command"].endswith("--concurrency 3")
     assert seen["train"].runs == load_section(params, "train").runs  # the same runs, and so the same keys
     assert seen["train"].compile == load_section(params, "train").compile
-    assert seen["carry"] == shard.CARRY_BYTES  # what one command of a lent machine returns
+    assert seen["carry"] == carry.CARRY_BYTES  # what one command of a lent machine returns
     assert main([*argv, "--carry-mb", "160"]) == 0 and seen["carry"] == 160 * 2**20  # a w512 run's archive
     assert seen["bench"] is None and main([*argv, "--bench", "mine.json"]) == 0 and seen["bench"] == [Path("mine.json")]
     assert main([*argv[:-2], "--compile", "inductor-cudagraphs"]) == 0
@@ -413,7 +413,7 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
 
 def test_a_shards_queue_carried_runs_first_then_named_cells_then_the_frontier():
     from pipeline.params import Run
-    from pipeline.shard import queue
+    from pipeline.plan import queue
 
     a, b, c, d = (Run("ed_n4", "standard", w, 0) for w in (16, 32, 64, 128))
     assert queue([c], [a, c], [b, a, d], []) == [c, a, b, d]
@@ -488,6 +488,7 @@ def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, mo
     import tarfile
 
     from pipeline import shard
+    from pipeline.grid import parts_of
 
     copies: list[Path] = []  # what a waiting command brings back part-way: the shard file and the archive
     write = shard.write_shard
@@ -497,7 +498,7 @@ def test_runs_cut_off_at_the_deadline_are_carried_to_the_next_shard(tmp_path, mo
         if data.get("partial") and data.get("carry"):
             copies.append(tmp_path / f"copy{len(copies)}")
             copies[-1].mkdir()
-            for f in [path, *shard.parts_of(path.parent / data["carry"])]:
+            for f in [path, *parts_of(path.parent / data["carry"])]:
                 shutil.copy(f, copies[-1])
 
     monkeypatch.setattr(shard, "write_shard", copied)
@@ -564,8 +565,8 @@ def test_a_carry_archive_with_anything_else_is_refused(tmp_path):
     import io
     import tarfile
 
+    from pipeline.carry import unpack
     from pipeline.params import Run
-    from pipeline.shard import unpack
 
     known = {"lis_n5-standard-w16-s0": Run("lis_n5", "standard", 16, 0)}
     archive = tmp_path / "carry.tar.gz"
@@ -596,7 +597,8 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
     checkpoint travels without its optimiser state; a part missing is refused in one line."""
     import torch
 
-    from pipeline import shard
+    from pipeline import carry
+    from pipeline.grid import parts_of
     from pipeline.params import Run
 
     ids = [f"lis_n5-standard-w{w}-s0" for w in (16, 32)]
@@ -608,18 +610,18 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
         state = {"state_dict": {"w": torch.randn(300, 300)}, "global_step": 7, "epoch": 0}
         torch.save({**state, "optimizer_states": [{"m": torch.randn(300, 300)}]}, runs / i / "checkpoints/last.ckpt")
         torch.save({**state, "optimizer_states": [{"m": torch.randn(300, 300)}]}, runs / i / "checkpoints/best.ckpt")
-    monkeypatch.setattr(shard, "CARRY_PART", 300_000)  # about 0.7 MB of random floats: three parts
+    monkeypatch.setattr(carry, "CARRY_PART", 300_000)  # about 0.7 MB of random floats: three parts
     archive = tmp_path / "back" / "carry-1.tar.gz"
     archive.parent.mkdir()
-    kept, parts = shard.pack(ids, runs, archive, "abc")
-    assert kept == {i: 7 for i in ids} and parts == len(shard.parts_of(archive)) >= 3
-    assert all(f.stat().st_size <= 300_000 for f in shard.parts_of(archive))
+    kept, parts = carry.pack(ids, runs, archive, "abc")
+    assert kept == {i: 7 for i in ids} and parts == len(parts_of(archive)) >= 3
+    assert all(f.stat().st_size <= 300_000 for f in parts_of(archive))
 
     bare = tmp_path / "bare"  # an archive that recorded no segments: one, with the revision that packed it
-    assert shard.unpack(archive, known, bare) == {
+    assert carry.unpack(archive, known, bare) == {
         i: {"steps": 7, "segments": [{"steps": 7, "git_rev": "abc", "device": None, "compile": None}]} for i in ids}
     # resumed from the landed archive: the runs landed since are left out, not trained again
-    assert list(shard.unpack(archive, known, tmp_path / "some", only={ids[1]})) == [ids[1]]
+    assert list(carry.unpack(archive, known, tmp_path / "some", only={ids[1]})) == [ids[1]]
     assert not (tmp_path / "some" / ids[0]).exists()
     for i in ids:
         assert (bare / i / "checkpoints/last.ckpt").read_bytes() == (runs / i / "checkpoints/last.ckpt").read_bytes()
@@ -628,33 +630,34 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
         assert "optimizer_states" not in best and best["global_step"] == 7
         assert torch.equal(best["state_dict"]["w"], original["state_dict"]["w"])
 
-    shard.parts_of(archive)[-1].unlink()
+    parts_of(archive)[-1].unlink()
     with pytest.raises(ValueError, match="not a carry archive, or a part of it is missing"):
-        shard.unpack(archive, known, tmp_path / "elsewhere")
+        carry.unpack(archive, known, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
 
     # an archive limited to about one run's checkpoints (1.1 MB each) carries the first run alone
-    assert shard.pack(ids, runs, tmp_path / "small.tar.gz", "abc", limit=1_500_000)[0] == {ids[0]: 7}
+    assert carry.pack(ids, runs, tmp_path / "small.tar.gz", "abc", limit=1_500_000)[0] == {ids[0]: 7}
 
     # packed again under the same name (a later snapshot), smaller: the earlier archive's parts go
-    monkeypatch.setattr(shard, "CARRY_PART", 10**7)
-    assert shard.pack(ids[:1], runs, archive, "abc") == ({ids[0]: 7}, 1) and shard.parts_of(archive) == [archive]
-    assert shard.unpack(archive, known, tmp_path / "again")[ids[0]]["steps"] == 7
+    monkeypatch.setattr(carry, "CARRY_PART", 10**7)
+    assert carry.pack(ids[:1], runs, archive, "abc") == ({ids[0]: 7}, 1) and parts_of(archive) == [archive]
+    assert carry.unpack(archive, known, tmp_path / "again")[ids[0]]["steps"] == 7
     # the shards a run trained in travel with it; a manifest whose segments are not what pack writes is refused
     made = [{"steps": 3, "git_rev": "abb", "device": "NVIDIA H200", "compile": "cudagraphs"},
             {"steps": 7, "git_rev": "abc", "device": "NVIDIA H100", "compile": "inductor-cudagraphs"}]
-    shard.pack(ids[:1], runs, archive, "abc", segments=lambda i, n: made if i == ids[0] and n == 7 else [])
-    assert shard.unpack(archive, known, tmp_path / "more") == {ids[0]: {"steps": 7, "segments": made}}
-    shard.pack(ids[:1], runs, archive, "abc", segments=lambda i, n: [{"steps": "7"}])
+    carry.pack(ids[:1], runs, archive, "abc", segments=lambda i, n: made if i == ids[0] and n == 7 else [])
+    assert carry.unpack(archive, known, tmp_path / "more") == {ids[0]: {"steps": 7, "segments": made}}
+    carry.pack(ids[:1], runs, archive, "abc", segments=lambda i, n: [{"steps": "7"}])
     with pytest.raises(ValueError, match="is not a carried run of this profile"):
-        shard.unpack(archive, known, tmp_path / "bad")
-    assert shard.pack(ids, tmp_path / "none", archive, "abc") == ({}, 0) and not archive.exists()
+        carry.unpack(archive, known, tmp_path / "bad")
+    assert carry.pack(ids, tmp_path / "none", archive, "abc") == ({}, 0) and not archive.exists()
     assert not list(archive.parent.glob(".*"))  # no temporary part left behind
 
 
 def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline():
+    from pipeline.carry import CARRY_BYTES
     from pipeline.params import Run
-    from pipeline.shard import CARRY_BYTES, filled
+    from pipeline.plan import filled
 
     runs = [Run("ed_n6", a, w, 0) for w in (512, 256, 128) for a in ("standard", "linear")]
     sizes = {r.id: {512: 145, 256: 37, 128: 10}[r.width] * 2**20 for r in runs}
@@ -673,7 +676,7 @@ def test_fill_queues_no_more_runs_than_its_archive_could_carry_at_the_deadline()
 
 def test_fill_puts_a_named_cell_too_large_to_carry_first_only_if_it_will_finish():
     from pipeline.params import Run
-    from pipeline.shard import SAFETY, ahead, filled
+    from pipeline.plan import SAFETY, ahead, filled
 
     wide, second = Run("ed_n6", "linear", 512, 0), Run("ed_n6", "standard", 512, 0)
     queue = [Run("ed_n12", a, 32, 0) for a in ("standard", "sparse", "linear")]
@@ -689,7 +692,7 @@ def test_fill_puts_a_named_cell_too_large_to_carry_first_only_if_it_will_finish(
 
 def test_fill_lets_a_frontier_cell_too_large_to_carry_go_first_as_it_does_a_named_one():
     from pipeline.params import Run
-    from pipeline.shard import SAFETY, ahead, filled, passed_over
+    from pipeline.plan import SAFETY, ahead, filled, passed_over
 
     wide, w256, other = Run("ed_n6", "sparse", 512, 0), Run("ed_n16", "sparse", 256, 0), Run("ed_n12", "sparse", 256, 0)
     small = [Run("ed_n20", a, 32, 0) for a in ("standard", "linear")]
