@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import carry
 from .carry import CARRY_BYTES, carry_sizes
 from .execution.capacity import LAUNCH_BOUND_WIDTH, RUNS_PER_GPU, SHARED_GAIN
 from .grid import FIGURES, cell_status, landed, searched_next, task_of
@@ -65,7 +64,7 @@ def wall(chosen: list[Run], prices: dict[str, float], slots: int, gpus: int = 1)
 
 def ahead(runs: list[Run], queue: list[Run], prices: dict[str, float], seconds: float, slots: int,
           gpus: int = 1) -> list[Run]:
-    """`--fill` with `--cells`: of the named `runs` that `filled` passed over (too large to carry, so
+    """`--fill`: of the `runs` that `filled` passed over and no later round would carry (`passed_over`:
     one cut off would lose what it trained), those that go ahead of the `queue`, cheapest first, one
     slot each, as far as each is predicted to finish within SAFETY x `seconds` beside the queue."""
     out: list[Run] = []
@@ -117,7 +116,7 @@ def uncarried(params_path: Path, folder: Path = PAPER_CELLS, limit: int | None =
     default CARRY_BYTES) -> their bytes: a shard trains one only if it will finish there."""
     train = load_section(params_path, "train")
     sizes = carry_sizes(params_path, train, frontier(params_path, None, False, folder))
-    return {run_id: size for run_id, size in sizes.items() if size > (limit or carry.CARRY_BYTES)}
+    return {run_id: size for run_id, size in sizes.items() if size > (limit or CARRY_BYTES)}
 
 
 def filled(candidates: list[Run], sizes: dict[str, int], slots: int, limit: int = CARRY_BYTES) -> list[Run]:

@@ -119,9 +119,9 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     assert row == f"| 3 | 9 | 1 | 2 | 0 | 6 | 2 | {left:.1f} / {following:.1f} |"
     assert state["uncarried"] == {}  # widths 16-64: every cell of the frontier can be carried
     # an archive of 1 KB carries none of them: each is named with its size and price alone
-    import pipeline.carry
+    import pipeline.plan
 
-    monkeypatch.setattr(pipeline.carry, "CARRY_BYTES", 1024)
+    monkeypatch.setattr(pipeline.plan, "CARRY_BYTES", 1024)
     assert main(["grid-status", "--params", str(params), "--landed", str(runs), "--json"]) == 0
     wide = json.loads(capsys.readouterr().out)["uncarried"]
     assert {"ed_n4-sparse-w16-s0", "ed_n4-linear-w16-s0"} <= set(wide)
