@@ -13,10 +13,11 @@ reports/paper/cells.json, where `grid-status` and the paper's report read them.
 Runs cut off at the deadline are carried, not lost: their last checkpoints go into an archive beside
 the shard file, in parts of at most 15 MB (as far as `--carry-mb` allows; by default CARRY_BYTES, what one
 command of a lent machine returns: five runs of width 128, or one of 256 and a few narrower), and the
-next shard, on another bare machine, resumes them from it (`--resume-from`). `--fill` uses this on
+next shard, on another bare machine, resumes them from it: `land` keeps it in reports/paper/carry/,
+where a shard of the frontier finds it (`--resume-from` names another; `carry.py`). `--fill` uses this on
 purpose: it queues every cell of the frontier whether or not it can finish, as far as the archive could
 carry the runs in flight at the deadline; a cell too large to carry alone (w512 and up by default) goes
-first only if it is predicted to finish, and is otherwise named as left out.
+first only if it is predicted to finish, and is otherwise named as left out (`plan.py` chooses).
 
 Each run is evaluated as soon as it finishes (`AsFinished`) and the shard file written again, marked
 partial; every CARRY_EVERY seconds the runs in flight are packed into the carry archive too
@@ -194,7 +195,8 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     shard_file(records, kept, parts, device=here_device(), cut_off=cut)
     more = f" and {parts - 1} more parts" if parts > 1 else ""
     say(f"shard: {len(records)} cells in {time.time() - began:.0f}s -> {path} (land it with python -m pipeline "
-        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more} (--resume-from)" if kept else "")
+        f"land {path.name})" + (f"; {len(kept)} cut off carried in {carry.name}{more}, which land keeps for "
+                                "the next shard to resume" if kept else "")
         + (f"; {len(crashed)} failed ({', '.join(crashed)}), why in the shard file's crashed" if crashed else ""))
     return path
 
