@@ -5,6 +5,7 @@ price of the same cells."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,11 +24,14 @@ def _acc(x: float | None) -> str:
 def _made(r: dict, field: str) -> str:
     """Where or how a run was made (`field`: device, compile or git_rev); for a run carried over shards
     that differ in it, each in turn with the step its part ended at ("?": not recorded)."""
+    def short(value: str) -> str:  # a full commit hash reads as its short form, as the others were recorded
+        return re.sub(r"^([0-9a-f]{7})[0-9a-f]{33}", r"\1", value) if field == "git_rev" else value
+
     if not r.get("segments"):
-        return r.get(field) or "-"
+        return short(r.get(field) or "-")
     parts: list[list] = []  # [value, the last step trained with it]
     for segment in r["segments"]:
-        value = segment[field] or "?"
+        value = short(segment[field] or "?")
         if parts and parts[-1][0] == value:
             parts[-1][1] = segment["steps"]
         else:

@@ -451,7 +451,9 @@ def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_pa
     again = landed("ed_n4-linear-w16-s0", 0.4, seconds=1700.0)
     again["segments"] = [{"steps": 500, "git_rev": "abb", "device": None, "compile": None},  # from an old archive
                          {"steps": 900, "git_rev": "abc", "device": "NVIDIA H100", "compile": "cudagraphs"},
-                         {"steps": 1000, "git_rev": "abc", "device": "NVIDIA H100", "compile": "inductor"}]
+                         {"steps": 1000, "git_rev": "abc", "device": "NVIDIA H100", "compile": "inductor"},
+                         {"steps": 1100, "git_rev": "20f2a6131ecb07536fca204bab33ee83d0ce0edf+dirty",  # a full hash
+                          "device": "NVIDIA H100", "compile": "inductor"}]
     second = tmp_path / "b.json"
     second.write_text(json.dumps({"runs": [landed("ed_n4-standard-w32-s0", 0.5), again], "seconds": 1800.0}))
     cells = tmp_path / "cells.json"
@@ -464,8 +466,9 @@ def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_pa
     assert "0 of 1 such cells trained anyway passed" in text  # w32 above the passing w16 did not pass
     assert "| ed_n4-standard-w32-s0 | w16 | 0.500 | no |" in text
     assert "| ed_n4-linear-w16-s0 | 0.200, 0.400 |" in text  # the cell trained twice
-    # carried over three shards: each shard's device, compilation and revision in turn, not the last alone
-    assert "| ? (to 500), NVIDIA H100 | ? (to 500), cudagraphs (to 900), inductor | abb (to 500), abc |" in text
+    # carried over four shards: each shard's device, compilation and revision (short) in turn, not the last
+    assert ("| ? (to 500), NVIDIA H100 | ? (to 500), cudagraphs (to 900), inductor | abb (to 500), abc (to 1000), "
+            "20f2a61+dirty |") in text
     assert "GPU-hours spent: 0.75" in text  # the two shards' wall seconds, not the runs' summed seconds
     assert status_hours(tmp_path, cells) == 0.75
 
