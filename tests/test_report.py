@@ -97,7 +97,12 @@ def test_missing_runs_are_marked_never_zero(tmp_path):
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["16", "32", "64", "128"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["n=4\nL=40", "n=8\nL=160", "n=16\nL=640"]
     assert fig.axes[1].get_xlabel() == "embedding width" and ax.get_ylabel() == "problem size"
-    assert "| linear | 16 | missing | 64 |" in min_width_table(grid, 0.9)
+    assert "| linear | 16 | missing | 64 |" in min_width_table(grid, 0.9)  # n=8: its w16 failed
+    # a width that ran and missed bounds the answer from below, up to the first width with no run
+    missed = Grid([r for r in recs if not (r["attention"] == "linear" and r["n"] == 8)]
+                  + [record(attention="linear", n=8, width=w, acc=a) for w, a in ((16, 0.2), (32, 0.5), (128, 0.3))])
+    assert "| linear | 16 | missing (>32) | 64 |" in min_width_table(missed, 0.9)
+    assert "1 of 3 sizes still open" in "\n".join(statement(missed, 0.9))  # n=8 stays open
     save(fig, tmp_path / "h.png")
     image = mpimg.imread(tmp_path / "h.png")
     assert image.shape[0] > 300 and image.shape[1] > 200 and image[..., :3].std() > 0.05

@@ -132,6 +132,17 @@ class Grid:
         return any((c := self.cell(task, attention, n, w)) is None or c.acc is None
                    for w in self.widths(task) if w < width)
 
+    def missed_up_to(self, task: str, attention: str, n: int, threshold: float) -> int | None:
+        """The widest width up to which every width has an accuracy below the threshold (None: the
+        narrowest has none, or reached it): a lower bound on the smallest sufficient width."""
+        below = None
+        for width in self.widths(task):
+            cell = self.cell(task, attention, n, width)
+            if cell is None or cell.acc is None or cell.acc >= threshold:
+                break
+            below = width
+        return below
+
     def min_width(self, task: str, attention: str, n: int, threshold: float) -> int | None:
         """The smallest width whose mean accuracy reaches the threshold (None: no width does)."""
         for width in self.widths(task):

@@ -10,14 +10,16 @@ def _fmt_width(grid: Grid, task: str, attention: str, n: int, threshold: float) 
     if width:  # "<=64" where a narrower width has no accuracy yet
         return f"<={width}" if grid.untested_below(task, attention, n, width) else str(width)
     cells = [grid.cell(task, attention, n, w) for w in grid.widths(task)]
-    complete = all(c is not None and c.acc is not None for c in cells)
-    return "none" if complete else "missing"  # "none" only when every width really ran
+    if all(c is not None and c.acc is not None for c in cells):  # "none" only when every width really ran
+        return "none"
+    below = grid.missed_up_to(task, attention, n, threshold)
+    return f"missing (>{below})" if below else "missing"
 
 
 def min_width_table(grid: Grid, threshold: float) -> str:
     lines = [f"Smallest width reaching {100 * threshold:g}% (\"none\": no width of the sweep did; "
-             "\"missing\": none did, but some widths have no run or a failed one; \"<=w\": w did, and a narrower "
-             "width has no run or a failed one).", ""]
+             "\"missing\": none did, but some widths have no run or a failed one, \"(>w)\": every width up to w "
+             "ran and did not; \"<=w\": w did, and a narrower width has no run or a failed one).", ""]
     for task in grid.tasks():
         sizes = grid.sizes(task)
         header = " | ".join(grid.length(task, n) for n in sizes)
@@ -98,7 +100,7 @@ def statement(grid: Grid, threshold: float) -> list[str]:
             widths = {n: grid.min_width(task, attention, n, threshold) for n in sizes}
             reached = [n for n in sizes if widths[n]]
             # sizes no width reached yet while some width has no run: the answer there is still open
-            open_ = sum(_fmt_width(grid, task, attention, n, threshold) == "missing" for n in sizes)
+            open_ = sum(_fmt_width(grid, task, attention, n, threshold).startswith("missing") for n in sizes)
             still = f"{open_} of {len(sizes)} sizes still open: widths with no run or a failed one" if open_ else ""
             if not reached:
                 parts.append(f"{attention} reached {100 * threshold:g}% at no size" + (f" ({still})" if still else ""))
