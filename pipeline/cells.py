@@ -5,11 +5,11 @@ price of the same cells."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 
 from .grid import first_records, gpu_hours, in_progress, passes
+from .provenance import short_rev
 from .report.collect import sequences_to
 
 
@@ -24,8 +24,8 @@ def _acc(x: float | None) -> str:
 def _made(r: dict, field: str) -> str:
     """Where or how a run was made (`field`: device, compile or git_rev); for a run carried over shards
     that differ in it, each in turn with the step its part ended at ("?": not recorded)."""
-    def short(value: str) -> str:  # a full commit hash reads as its short form, as the others were recorded
-        return re.sub(r"^([0-9a-f]{7})[0-9a-f]{33}", r"\1", value) if field == "git_rev" else value
+    def short(value: str) -> str:  # a commit hash reads as its 7-digit form, as most were recorded
+        return short_rev(value, 7) if field == "git_rev" else value
 
     if not r.get("segments"):
         return short(r.get(field) or "-")

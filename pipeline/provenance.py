@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 
@@ -19,3 +20,9 @@ def git_rev() -> str:
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def short_rev(rev: str, digits: int = 12) -> str:
+    """A commit hash cut to its first `digits` hex digits, "+dirty" kept; a shorter one, or anything
+    that is no hash ("unknown"), as it is."""
+    return re.sub(rf"^([0-9a-f]{{{digits}}})[0-9a-f]*", r"\1", rev)

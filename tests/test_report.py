@@ -256,3 +256,12 @@ def test_the_learning_figure_draws_sequences_to_the_threshold_and_failures_apart
     assert list(reached.get_xdata()) == [32, 32, 64] and list(reached.get_ydata()) == [20e6, 24e6, 2e6]
     assert list(missed.get_ydata()) == [32e6] and missed.get_marker() == "x"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["standard n=4", "standard: not reached"]
+
+
+def test_the_runtime_report_names_each_revision_once_and_short():
+    from pipeline.stages.report import provenance
+
+    full = "20f2a6131ecb07536fca204bab33ee83d0ce0edf"
+    records = [{"git_rev": full}, {"git_rev": full + "+dirty"}, {"git_rev": "abc1234+dirty"}, {"git_rev": "unknown"},
+               {"git_rev": None}]
+    assert provenance(records)["git_revs"] == ["20f2a6131ecb", "20f2a6131ecb+dirty", "abc1234+dirty", "unknown"]

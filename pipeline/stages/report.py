@@ -18,6 +18,7 @@ from ..execution.io import check_file_target, check_writable, remove_temporaries
 from ..execution.tracking import wandb_options
 from ..layout import PARAMS, REPORTS, RESULTS, RUNTIME_TRAIN
 from ..params import ReportParams, load_section
+from ..provenance import short_rev
 from ..records import TrainRuntime, load
 from ..report.collect import Grid, compute_curve, load_metrics
 from ..report.figures import compute_figure, heatmap, heatmap_panel, learning_figure, save
@@ -29,8 +30,7 @@ def provenance(records: list[dict]) -> dict:
     return {
         "sweeps": sorted({r["sweep"] for r in records if r.get("sweep")}),
         "devices": sorted({r["device"] for r in records if r.get("device")}),
-        "git_revs": sorted({r["git_rev"][:12] + ("+dirty" if r["git_rev"].endswith("+dirty") else "")
-                            for r in records if r.get("git_rev")}),
+        "git_revs": sorted({short_rev(r["git_rev"]) for r in records if r.get("git_rev")}),
         "software": "; ".join(software) or "unknown",
     }
 
