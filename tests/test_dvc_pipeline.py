@@ -38,9 +38,11 @@ def tiny_params(work: Path, widths: list[int]) -> dict:
     params["generate"].update(train_size=300, val_size=24, test_size=24)
     params["generate"]["tasks"] = {"ed": {"sizes": [4], "options": {"using": 8}},
                                    "lis": {"sizes": [6], "options": {"number_range": None}}}
+    # one process a stage: two spawned workers take longer to start than these runs take to train (the
+    # pool itself is tested in test_training and test_interruption)
     params["train"].update(datasets=["ed_n4", "lis_n6"], attentions=ATTENTIONS, widths=widths, max_steps=12,
-                           val_every=6, val_generation=8)
-    params["evaluate"].update(generation_samples=12)
+                           val_every=6, val_generation=8, concurrency=1)
+    params["evaluate"].update(generation_samples=12, concurrency=1)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     return params
 

@@ -287,10 +287,10 @@ def test_progress_lines_while_a_run_trains_in_any_terminal_or_log(dataset, tmp_p
     assert "GPU available" not in err and "Tip" not in err
 
 
-def test_runs_trained_and_evaluated_side_by_side_equal_one_after_another(dataset, tmp_path):
+def test_runs_trained_and_evaluated_side_by_side_equal_one_after_another(dataset, tmp_path, monkeypatch):
     """The process pools of the train and evaluate stages give the results of the sequential path,
     bit for bit on the CPU when it uses the threads that each pool process gets (its share of the
-    cores)."""
+    cores); a stage that only reuses starts no pool."""
     from pipeline.stages import evaluate as evaluate_stage
 
     outcome = {}
@@ -309,6 +309,16 @@ def test_runs_trained_and_evaluated_side_by_side_equal_one_after_another(dataset
                            root / "metrics.json")
         outcome[workers] = {p.name: json.loads(p.read_text()) for p in sorted((root / "results").glob("*.json"))}
     assert len(outcome[1]) == 2 and outcome[1] == outcome[2]
+
+    def no_pool(*args):
+        raise AssertionError("a process pool for runs that are only reused")
+
+    monkeypatch.setattr(train_stage, "stage_pool", no_pool)
+    monkeypatch.setattr(evaluate_stage, "stage_pool", no_pool)
+    train_stage.run(root / "params.yaml", dataset, root / "runs", root / "runtime")
+    evaluate_stage.run(root / "params.yaml", dataset, root / "runs", root / "results", root / "runtime-eval",
+                       root / "metrics.json")
+    assert {p.name: json.loads(p.read_text()) for p in sorted((root / "results").glob("*.json"))} == outcome[2]
 
 
 def test_schedule_warms_up_holds_then_decays_to_a_tenth():

@@ -63,6 +63,25 @@ def derived(checkpoint: Path) -> dict:
             **describe(model["attention"])}
 
 
+def evaluation_key(train: dict, params: EvaluateParams) -> str:
+    """What a result must match to be reused: the weights, the grading settings and the code that
+    evaluates."""
+    blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.grading(),
+                       "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _reused(run_id: str, train: dict, params: EvaluateParams, results: Path) -> bool:
+    """Whether the run needs no grading (its result matches, or it failed): what decides if the
+    stage needs its process pool."""
+    try:
+        old = load(results / f"{run_id}.json", Results)
+        return train["status"] != "finished" or (old is not None and old.get("evaluation_key") ==
+                                                 evaluation_key(train, params))
+    except Exception:  # a bad result is the run's to report, as it is graded again
+        return False
+
+
 def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, meta: dict, runs: Path,
                  results: Path, runtime: Path, position: str = "") -> dict:
     """`meta`: the run's dataset's meta.json, already checked against its files."""
@@ -70,9 +89,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
         raise Interrupted(f"evaluate: run {run_id} not evaluated")
     run = Run(**train["run"])
     ckpt = check_weights(runs / run_id, train)
-    blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.grading(),
-                       "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    key = evaluation_key(train, params)
     out = results / f"{run_id}.json"
     old = load(out, Results)
     identity = {"run": run.id, "task": train["task"], "n": train["n"], "attention": run.attention,
@@ -165,8 +182,10 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
             for (run_id, train), w in zip(trains.items(), where)]
     gpus = gpu_count()
     workers = params.concurrency or (min(RUNS_PER_GPU * gpus, n) if gpus else 1)
+    if workers > 1:  # a pool's processes take seconds each to start: only for runs to grade
+        workers = min(workers, sum(not _reused(job[0], job[1], params, results) for job in jobs))
     failures = {} if only is not None else None  # a GPU shard: one run's error must not cost the others
-    if workers == 1 or n <= 1:
+    if workers <= 1:
         records = run_each(evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result), failures)
     else:  # several processes share the GPUs: small models' generation is bound by kernel launches
         with stage_pool(workers, gpus) as pool:  # every GPU of the host, each process on one

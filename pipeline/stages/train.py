@@ -96,6 +96,16 @@ def _finished(out: Path, key: str) -> dict | None:
     return record
 
 
+def _reused(run: Run, params: TrainParams, data: Path, runs: Path) -> bool:
+    """Whether `run` looks finished under its key, from its record alone: what decides if a stage
+    needs its process pool. The run itself checks again, weights included."""
+    try:
+        record = load(runs / run.id / "train.json", TrainRecord)
+        return record is not None and record.get("key") == run_key(run, params, read_meta(data / run.dataset))
+    except Exception:  # a bad record is the run's to report, as it trains again
+        return False
+
+
 def _plan(out: Path, key: str) -> dict:
     """What a run needs: {"record"} to reuse it, else {"resume", "state", "created"} (resume.json
     written with a new segment). Rank 0's decision in a DDP training."""
@@ -301,10 +311,12 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         workers = min(len(todo), per_gpu * gpus)
     else:
         workers = 1
+    if workers > 1:  # a pool's processes take seconds each to start: only for runs that train
+        workers = min(workers, sum(not _reused(r, params, data, runs) for r in todo))
     where = [f"[{i}/{len(todo)}] " for i in range(1, len(todo) + 1)]
     rank = group.rank if group else 0  # rank 0 reports and records the sweep
     failures = {} if only is not None else None  # a GPU shard: one run's error must not cost the others
-    if workers == 1:
+    if workers <= 1:
         results = run_each(train_run, [(r, params, data, runs, runtime, p, group) for r, p in zip(todo, where)],
                            lambda job: job[0].id, lambda job, result: _report(job[5], result, rank), failures)
     else:  # several processes share the GPUs (each pinned to one); each trains its runs one after the other
