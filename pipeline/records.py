@@ -95,6 +95,8 @@ class Results(Record):
     token_acc: Fraction | None
     graded_acc: Fraction | None
     answer_samples: Count | None
+    exact_by_length: dict[str, list[Count]] | None = None  # lists "length", "exact", "sequences"
+    wrong_by_position: dict[str, list[Count]] | None = None  # lists "position", "wrong", "graded"
     params: Positive
     flops_per_sequence: Positive
     flops_by_part: dict[str, Count]

@@ -37,4 +37,9 @@ def test_standard_model_learns_a_tiny_task(tmp_path):
     assert result["stopped_early"], result  # it got there before the cap on steps
     scores = evaluate(tmp_path / "run" / "model.ckpt", folder, meta, 256, 0, 0)
     assert scores["exact_match"] >= 0.9, scores  # and on the test split, which it never saw
+    # where the errors are: per length and per position, summing to the split's own scores
+    by_length, by_position = scores["exact_by_length"], scores["wrong_by_position"]
+    assert sum(by_length["sequences"]) == 256
+    assert sum(by_length["exact"]) / 256 == pytest.approx(scores["exact_match"], abs=1e-6)
+    assert 1 - sum(by_position["wrong"]) / sum(by_position["graded"]) == pytest.approx(scores["token_acc"], abs=1e-6)
     print(f"learned LIS n=3 to {result['best_val_acc']:.3f} in {result['steps']} steps, {seconds:.0f}s")

@@ -411,3 +411,49 @@ def test_a_run_records_its_validation_curve(dataset, tmp_path):
     record = json.loads((tmp_path / "runs" / run.id / "train.json").read_text())
     assert [p["sequences"] for p in record["curve"]] == [5 * 32, 10 * 32]
     assert max(p["acc"] for p in record["curve"]) == pytest.approx(record["best_val_acc"])
+
+
+def test_where_the_errors_are_matches_a_sample_by_sample_count(tmp_path):
+    """Exact match by sequence length and wrong tokens by position, against a plain loop over the test
+    samples, on a task whose lengths vary (ED: the first string's length varies)."""
+    from settings import training_settings
+
+    from pipeline.data import verify
+    from pipeline.evaluation import evaluate
+    from pipeline.grading import chain_targets
+    from pipeline.training import ChainDataModule, fit
+
+    folder = tmp_path / "ed_n4"
+    write_dataset(make_task("ed", 4), {"train": 200, "val": 16, "test": 48}, 0, folder)
+    meta = verify(folder)
+    settings = training_settings(batch_size=16, max_steps=3, val_every=3, val_generation=0, compile="none")
+    fit(folder, meta, tmp_path / "run", {"attention": "standard", "width": 16, "seed": 0}, settings)
+    scores = evaluate(tmp_path / "run" / "model.ckpt", folder, meta, 16, 0, 0)
+
+    module = ChainModule.load_from_checkpoint(tmp_path / "run" / "model.ckpt", map_location="cpu", weights_only=True)
+    module.eval()
+    dm = ChainDataModule(folder, meta, 16, eval_batch_size=16)
+    dm.setup("test")
+    by_length, by_position = {}, {}
+    with torch.no_grad():
+        for tokens, lengths, prompts in dm.test_dataloader():
+            target = chain_targets(tokens, lengths, prompts)
+            pred = module.model(tokens[:, :-1]).argmax(-1)
+            for row in range(len(tokens)):
+                n = str(int(lengths[row]))
+                graded = [p for p in range(target.shape[1]) if target[row, p] != IGNORE]
+                wrong = [p for p in graded if pred[row, p] != target[row, p]]
+                exact, count = by_length.get(n, [0, 0])
+                by_length[n] = [exact + (not wrong), count + 1]
+                for p in graded:
+                    w, g = by_position.get(str(p), [0, 0])
+                    by_position[str(p)] = [w + (p in wrong), g + 1]
+    assert len(by_length) > 1 and sum(c for _, c in by_length.values()) == 48
+
+    def lists(counts: dict, names: tuple[str, str, str]) -> dict:
+        keys = sorted(counts, key=int)
+        return {names[0]: [int(k) for k in keys], names[1]: [counts[k][0] for k in keys],
+                names[2]: [counts[k][1] for k in keys]}
+
+    assert scores["exact_by_length"] == lists(by_length, ("length", "exact", "sequences"))
+    assert scores["wrong_by_position"] == lists(by_position, ("position", "wrong", "graded"))

@@ -44,7 +44,7 @@ from ..layout import DATA, METRICS, PARAMS, RESULTS, RUNS, RUNTIME_EVALUATE, SWE
 from ..params import EvaluateParams, Run, load_section
 from ..records import Meta, Results, Sweep, TrainRecord, load
 
-RESULTS_VERSION = 3  # bump when the fields of a results file change
+RESULTS_VERSION = 4  # bump when the fields of a results file change
 
 
 def derived(checkpoint: Path) -> dict:
@@ -114,7 +114,7 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
                               run.seed, logger, [Progress(f"evaluate {position}{run_id}")])
         timing = {"generation_seconds": scores.pop("generation_seconds"),
                   "test_seconds": round(time.perf_counter() - graded, 3)}
-        wandb_run.summary.update(scores)
+        wandb_run.summary.update({k: v for k, v in scores.items() if not isinstance(v, dict)})
         wandb_run.finish()
         reused = False
         write_json(runtime / f"{run_id}.json", {"run": run_id, "eval_seconds": round(time.perf_counter() - start, 3),
@@ -126,7 +126,8 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
     return {**result, "reused": reused, "position": position}
 
 
-SCORES = ("exact_match", "answer_acc", "token_acc", "answer_samples", "graded_acc")
+SCORES = ("exact_match", "answer_acc", "token_acc", "answer_samples", "graded_acc", "exact_by_length",
+          "wrong_by_position")
 
 
 def _report(r: dict) -> dict:
