@@ -128,8 +128,9 @@ def unpack(archive: Path, known: dict, runs: Path, only: set[str] | None = None)
     """A carry archive (its first part; the others are read after it) into `runs`, checked first: only
     the profile's runs and the files a run resumes from; returns {run id: {"steps": steps done,
     "segments": the shards it trained in}}; from an archive that did not record them, one segment
-    with the revision that packed it. A run already in `runs` is left as it is; `only`: these runs
-    alone (the others landed since)."""
+    with the revision that packed it. A run already in `runs` is left as it is, and counts as carried
+    where its last checkpoint is the archive's (a second shard on the machine that packed it); `only`:
+    these runs alone (the others landed since)."""
     pattern = re.compile(r"([\w.-]+)/(" + "|".join(map(re.escape, CARRIED)) + ")")
     try:
         data = b"".join(p.read_bytes() for p in parts_of(archive))
@@ -152,11 +153,14 @@ def unpack(archive: Path, known: dict, runs: Path, only: set[str] | None = None)
         for run_id, entry in manifest.items():
             if only is not None and run_id not in only:
                 continue
-            if (runs / run_id).exists():
+            if not (runs / run_id).exists():
+                tar.extractall(runs, members=[m for m in tar.getmembers() if m.name.startswith(run_id + "/")],
+                               filter="data")
+            elif _same_checkpoint(tar, run_id, runs):
+                say(f"shard: {run_id} is already in {runs} as {archive.name} carried it: resumed from there")
+            else:
                 say(f"shard: {run_id} is already in {runs}: kept as it is, not taken from {archive.name}")
                 continue
-            tar.extractall(runs, members=[m for m in tar.getmembers() if m.name.startswith(run_id + "/")],
-                           filter="data")
             past = entry.get("segments") or [{"steps": entry["steps"], "git_rev": entry.get("git_rev"),
                                                "device": None, "compile": None}]
             out[run_id] = {"steps": entry["steps"], "segments": past}
@@ -166,6 +170,23 @@ def unpack(archive: Path, known: dict, runs: Path, only: set[str] | None = None)
         say(f"shard: {len(out)} runs carried from revision {', '.join(sorted(revisions))} (this is {here}): "
             "a run whose training code changed since trains again from the start")
     return out
+
+
+def _same_checkpoint(tar: tarfile.TarFile, run_id: str, runs: Path) -> bool:
+    """Whether the run's last checkpoint in `runs` is, byte for byte, the one the archive holds."""
+    name = f"{run_id}/checkpoints/last.ckpt"
+    local = runs / name
+    try:
+        member = tar.getmember(name)
+    except KeyError:
+        return False
+    if not local.is_file() or local.stat().st_size != member.size:
+        return False
+    with tar.extractfile(member) as packed, local.open("rb") as here:
+        while chunk := packed.read(1 << 20):
+            if chunk != here.read(len(chunk)):
+                return False
+    return True
 
 
 def recorded(segments) -> bool:

@@ -633,6 +633,16 @@ def test_a_carry_archive_in_parts_comes_back_whole_with_the_best_checkpoint_redu
         assert "optimizer_states" not in best and best["global_step"] == 7
         assert torch.equal(best["state_dict"]["w"], original["state_dict"]["w"])
 
+    # a second shard on the machine that packed it: its runs are there already, and count as carried
+    # where their last checkpoint is the archive's; one trained on since is left as it is, uncounted
+    last = runs / ids[1] / "checkpoints/last.ckpt"
+    packed = last.read_bytes()
+    torch.save({"state_dict": {}, "global_step": 9}, last)
+    assert carry.unpack(archive, known, runs) == {
+        ids[0]: {"steps": 7, "segments": [{"steps": 7, "git_rev": "abc", "device": None, "compile": None}]}}
+    assert torch.load(last, weights_only=False)["global_step"] == 9
+    last.write_bytes(packed)
+
     parts_of(archive)[-1].unlink()
     with pytest.raises(ValueError, match="not a carry archive, or a part of it is missing"):
         carry.unpack(archive, known, tmp_path / "elsewhere")
