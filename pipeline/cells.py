@@ -1,7 +1,7 @@
 """The paper's landed cells (reports/paper/cells.json), one row each: what the cell reached and when,
 what it cost and where it was made; then the width search's check (cells above a passing width,
-trained anyway), the cells trained more than once, and the GPU-hours spent against `predict-hours`'
-price of the same cells."""
+trained anyway), the cells trained more than once, where the cells that fail off the floor fail, and
+the GPU-hours spent against `predict-hours`' price of the same cells."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from .grid import first_records, gpu_hours, in_progress, passes
 from .provenance import short_rev
 from .report.collect import sequences_to
+
+OFF_FLOOR = 0.05  # a failing cell at or above this accuracy learned part of the task: where does it fail?
 
 
 def _millions(n: int | None) -> str:
@@ -46,6 +48,18 @@ def _row(r: dict, price: float | None) -> str:
             f"{_millions(sequences_to(curve, 0.99))} | {_millions(seen)} | {r['train_seconds']:.0f} | "
             f"{'-' if price is None else f'{price:.0f}'} | {_made(r, 'device')} | {_made(r, 'compile')} | "
             f"{_made(r, 'git_rev')} |")
+
+
+def _errors(r: dict, most: int = 3) -> str:
+    """Exact match by sequence length (of how many), and the target positions with the largest share
+    of wrong tokens."""
+    by_length, by_position = r["exact_by_length"], r["wrong_by_position"]
+    lengths = ", ".join(f"L={n}: {e / s:.2f} ({s})" for n, e, s in
+                        zip(by_length["length"], by_length["exact"], by_length["sequences"]))
+    share = sorted(zip(by_position["position"], by_position["wrong"], by_position["graded"]),
+                   key=lambda x: (-x[1] / x[2], x[0]))[:most]
+    return f"| {r['run']} | {_acc(r['graded_acc'])} | {lengths} | " + \
+        ", ".join(f"{p}: {w / g:.2f}" for p, w, g in share) + " |"
 
 
 def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str, dict] | None = None,
@@ -98,6 +112,18 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
                          f"{', '.join(str(round(r['train_seconds'])) for r in rs)} |")
     else:
         lines.append("None yet.")
+
+    off = [r for r in records if r.get("exact_by_length") and r.get("wrong_by_position") and not passes(r)
+           and (r["graded_acc"] or 0) >= OFF_FLOOR]
+    lines += ["", "## Where the cells that fail off the floor fail", ""]
+    if off:
+        lines += [f"Cells below 90% and at or above {OFF_FLOOR:.0%}: exact match of the whole chain by sequence "
+                  "length on the test split (of how many sequences), and the target positions with the largest "
+                  "share of wrong tokens.", "",
+                  "| run | accuracy | by sequence length | most wrong positions |", "| --- | --- | --- | --- |"]
+        lines += [_errors(r) for r in off]
+    else:
+        lines.append("None with the breakdown (recorded by evaluations since f09a6ce).")
 
     first = first_records(records)
     going_on = in_progress(shards or {}, first)

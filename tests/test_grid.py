@@ -454,6 +454,8 @@ def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_pa
                          {"steps": 1000, "git_rev": "abc", "device": "NVIDIA H100", "compile": "inductor"},
                          {"steps": 1100, "git_rev": "20f2a6131ecb07536fca204bab33ee83d0ce0edf+dirty",  # a full hash
                           "device": "NVIDIA H100", "compile": "inductor"}]
+    again["exact_by_length"] = {"length": [20, 26], "exact": [30, 2], "sequences": [40, 60]}
+    again["wrong_by_position"] = {"position": [9, 10, 11, 12], "wrong": [0, 5, 30, 30], "graded": [100, 100, 100, 60]}
     second = tmp_path / "b.json"
     second.write_text(json.dumps({"runs": [landed("ed_n4-standard-w32-s0", 0.5), again], "seconds": 1800.0}))
     cells = tmp_path / "cells.json"
@@ -466,6 +468,9 @@ def test_the_cells_report_checks_the_search_shows_the_spread_and_the_cost(tmp_pa
     assert "0 of 1 such cells trained anyway passed" in text  # w32 above the passing w16 did not pass
     assert "| ed_n4-standard-w32-s0 | w16 | 0.500 | no |" in text
     assert "| ed_n4-linear-w16-s0 | 0.200, 0.400 |" in text  # the cell trained twice
+    # where a cell off the floor fails (the first record of the cell, at 0.2, has no breakdown)
+    assert "| ed_n4-linear-w16-s0 | 0.400 | L=20: 0.75 (40), L=26: 0.03 (60) | 12: 0.50, 11: 0.30, 10: 0.05 |" in text
+    assert text.count("| ed_n4-linear-w16-s0 | 0.") == 2  # that row and the spread's
     # carried over four shards: each shard's device, compilation and revision (short) in turn, not the last
     assert ("| ? (to 500), NVIDIA H100 | ? (to 500), cudagraphs (to 900), inductor | abb (to 500), abc (to 1000), "
             "20f2a61+dirty |") in text
