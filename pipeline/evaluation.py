@@ -51,7 +51,7 @@ class TestedModule(ChainModule):
         self.test_exact.update(exact.float())
         lengths, graded = batch[1], target != IGNORE
         self.by_length[0].index_add_(0, lengths, exact.long())
-        self.by_length[1].index_add_(0, lengths, torch.ones_like(lengths))
+        self.by_length[1].index_add_(0, lengths, torch.ones_like(lengths, dtype=torch.long))
         self.by_position[0, :target.shape[1]] += ((pred != target) & graded).sum(0)
         self.by_position[1, :target.shape[1]] += graded.sum(0)
         if self._generate_now(batch, self.test_generation):
