@@ -57,8 +57,18 @@ def kill(proc: subprocess.Popen) -> None:
 def project(path: Path) -> Path:
     path.mkdir()
     (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": TRAIN}))
-    finish(start(["generate"], path))
+    write_datasets(path)
     return path
+
+
+def write_datasets(path: Path) -> None:
+    """The generate stage's own files, written in this process: without a process's start-up."""
+    from pipeline.generation import tasks_of, write_dataset
+    from pipeline.params import GenerateParams
+
+    spec = GenerateParams.parse(GENERATE)
+    for dataset, task in tasks_of(spec):
+        write_dataset(task, spec.sizes, spec.seed, path / "data" / "datasets" / dataset.name)
 
 
 def mtime(path: Path) -> tuple | int:
@@ -164,14 +174,9 @@ POOL_RUNS = sorted(f"lis_n5-{a}-w{w}-s0" for a in ("standard", "linear") for w i
 
 
 def pool_project(path: Path, marker: str | None = None) -> tuple[Path, dict]:
-    from pipeline.generation import tasks_of, write_dataset
-    from pipeline.params import GenerateParams
-
     path.mkdir()
     (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": POOL_TRAIN}))
-    spec = GenerateParams.parse(GENERATE)
-    for dataset, task in tasks_of(spec):  # in this process: the generate stage's own files, without its start-up
-        write_dataset(task, spec.sizes, spec.seed, path / "data" / "datasets" / dataset.name)
+    write_datasets(path)
     return path, {"PIPELINE_TEST_MARK": marker} if marker else {}
 
 
