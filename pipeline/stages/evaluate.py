@@ -63,23 +63,27 @@ def derived(checkpoint: Path) -> dict:
             **describe(model["attention"])}
 
 
-def evaluation_key(train: dict, params: EvaluateParams) -> str:
+def evaluation_key(train: dict, params: EvaluateParams, code: str | None = None) -> str:
     """What a result must match to be reused: the weights, the grading settings and the code that
-    evaluates."""
+    evaluates (`code`: its hash, where the caller has it already)."""
     blob = json.dumps({"weights": train["checkpoint_sha256"], "evaluate": params.grading(),
-                       "code": code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
+                       "code": code or code_hash("pipeline.evaluation"), "version": RESULTS_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _reused(run_id: str, train: dict, params: EvaluateParams, results: Path) -> bool:
-    """Whether the run needs no grading (its result matches, or it failed): what decides if the
+def _to_grade(trains: dict[str, dict], params: EvaluateParams, results: Path) -> int:
+    """How many runs need grading (finished, and no result matches their key): what decides if the
     stage needs its process pool."""
-    try:
-        old = load(results / f"{run_id}.json", Results)
-        return train["status"] != "finished" or (old is not None and old.get("evaluation_key") ==
-                                                 evaluation_key(train, params))
-    except Exception:  # a bad result is the run's to report, as it is graded again
-        return False
+    code, count = code_hash("pipeline.evaluation"), 0  # hashed once: parsing the code takes ~70 ms a time
+    for run_id, train in trains.items():
+        try:
+            old = load(results / f"{run_id}.json", Results)
+            done = train["status"] != "finished" or (old is not None and old.get("evaluation_key") ==
+                                                     evaluation_key(train, params, code))
+        except Exception:  # a bad result is the run's to report, as it is graded again
+            done = False
+        count += not done
+    return count
 
 
 def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, meta: dict, runs: Path,
@@ -184,7 +188,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
     gpus = gpu_count()
     workers = params.concurrency or (min(RUNS_PER_GPU * gpus, n) if gpus else 1)
     if workers > 1:  # a pool's processes take seconds each to start: only for runs to grade
-        workers = min(workers, sum(not _reused(job[0], job[1], params, results) for job in jobs))
+        workers = min(workers, _to_grade(trains, params, results))
     failures = {} if only is not None else None  # a GPU shard: one run's error must not cost the others
     if workers <= 1:
         records = run_each(evaluate_run, jobs, lambda job: job[0], lambda job, result: _report(result), failures)
