@@ -440,20 +440,19 @@ def test_where_the_errors_are_matches_a_sample_by_sample_count(tmp_path):
             target = chain_targets(tokens, lengths, prompts)
             pred = module.model(tokens[:, :-1]).argmax(-1)
             for row in range(len(tokens)):
-                n = str(int(lengths[row]))
+                n = int(lengths[row])
                 graded = [p for p in range(target.shape[1]) if target[row, p] != IGNORE]
                 wrong = [p for p in graded if pred[row, p] != target[row, p]]
                 exact, count = by_length.get(n, [0, 0])
                 by_length[n] = [exact + (not wrong), count + 1]
                 for p in graded:
-                    w, g = by_position.get(str(p), [0, 0])
-                    by_position[str(p)] = [w + (p in wrong), g + 1]
+                    w, g = by_position.get(p, [0, 0])
+                    by_position[p] = [w + (p in wrong), g + 1]
     assert len(by_length) > 1 and sum(c for _, c in by_length.values()) == 48
 
     def lists(counts: dict, names: tuple[str, str, str]) -> dict:
-        keys = sorted(counts, key=int)
-        return {names[0]: [int(k) for k in keys], names[1]: [counts[k][0] for k in keys],
-                names[2]: [counts[k][1] for k in keys]}
+        keys = sorted(counts)
+        return {names[0]: keys, names[1]: [counts[k][0] for k in keys], names[2]: [counts[k][1] for k in keys]}
 
     assert scores["exact_by_length"] == lists(by_length, ("length", "exact", "sequences"))
     assert scores["wrong_by_position"] == lists(by_position, ("position", "wrong", "graded"))
