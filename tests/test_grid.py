@@ -134,7 +134,8 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
 @pytest.mark.slow
 def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     """A shard on the CPU: the narrowest width first, evaluated, written to one file that lands; the
-    next shard goes on with the next width, since the first did not pass."""
+    next shard goes on with the next width, since the first did not pass. As on a lent GPU machine,
+    W&B is off (WANDB_MODE=disabled) and wandb cannot be imported."""
     import os
     import subprocess
     import sys
@@ -145,8 +146,11 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
         "generate": generate_section(tasks=tasks, train_size=200),
         "train": train_section(datasets=["lis_n5"], widths=[16, 32], max_steps=4, val_every=2, sweep="paper"),
         "evaluate": {"batch_size": 16, "generation_samples": 4, "concurrency": 1}}))
-    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(root),
-           "WANDB_MODE": "offline"}
+    blocked = tmp_path / "site" / "wandb"  # shadows the installed wandb: importing it fails
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('wandb is not installed here')\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
+           "PYTHONPATH": os.pathsep.join([str(blocked.parent), str(root)]), "WANDB_MODE": "disabled"}
 
     def pipeline(*args: str) -> str:
         result = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=tmp_path, env=env, capture_output=True,
@@ -175,6 +179,7 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     pipeline("shard", "--seconds", "100000", "--out", "back", "--cells", "lis_n5-standard-w16-s0", "--fill")
     again, = (tmp_path / "back").glob("shard-*.json")
     assert [r["run"] for r in json.loads(again.read_text())["runs"]] == ["lis_n5-standard-w16-s0"]
+    assert not (tmp_path / "wandb").exists()
 
 
 def test_the_frontier_moves_on_past_a_width_that_failed_here_or_landed(tmp_path, params):

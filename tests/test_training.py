@@ -149,6 +149,36 @@ def test_cpu_training_is_bitwise_repeatable(dataset, tmp_path):
     assert a_bytes == b_bytes
 
 
+def test_with_wandb_disabled_no_stage_imports_it_and_the_weights_are_the_same(dataset, tmp_path, monkeypatch):
+    """WANDB_MODE=disabled (a lent GPU machine, where wandb is not installed): train, evaluate and
+    report run with every `import wandb` failing, write no W&B files, and train the weights the
+    logged run trains."""
+    from pipeline.stages import evaluate as evaluate_stage
+    from pipeline.stages import report as report_stage
+
+    run = Run("lis_n5", "sparse", 16, 3)
+    logged = train_stage.train_run(run, params(), dataset, tmp_path / "logged", tmp_path / "tl")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    work = tmp_path / "off"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "params.yaml").write_text(yaml.safe_dump(
+        {"train": train_section(attentions=["sparse"], widths=[16], seeds=[3]),
+         "evaluate": {"batch_size": 16, "generation_samples": 8, "concurrency": 1},
+         "report": {"thresholds": [0.9, 0.99]}}))
+    train_stage.run(work / "params.yaml", dataset, work / "runs", work / "runtime")
+    evaluate_stage.run(work / "params.yaml", dataset, work / "runs", work / "results", work / "runtime-eval",
+                       work / "metrics.json")
+    report_stage.run(work / "params.yaml", work / "results", work / "runtime", work / "reports")
+    assert (work / "reports" / "report.md").exists() and json.loads((work / "metrics.json").read_text())
+    assert not (work / "wandb").exists() and len(list((tmp_path / "wandb").rglob("run-*.wandb"))) == 1
+    off = json.loads((work / "runs" / run.id / "train.json").read_text())
+    assert off["best_val_acc"] == logged["best_val_acc"]
+    weights = [(root / run.id / "model.ckpt").read_bytes() for root in (work / "runs", tmp_path / "logged")]
+    assert weights[0] == weights[1]
+
+
 def test_a_diverging_run_stops_with_its_reason_and_the_sweep_goes_on(dataset, tmp_path, monkeypatch):
     real = ChainModule.chain_loss  # the training step's loss
 

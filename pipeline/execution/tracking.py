@@ -8,6 +8,13 @@ from pathlib import Path
 WANDB_DIR = Path("wandb")  # outside every DVC output; `wandb sync wandb/wandb/offline-run-*` uploads later
 
 
+def tracking() -> bool:
+    """False under W&B's own switch WANDB_MODE=disabled: then no stage logs to W&B or imports it, so
+    wandb need not be installed (a lent GPU machine, whose W&B files would never come back: a shard's
+    file holds every run's curve and results)."""
+    return os.environ.get("WANDB_MODE", "").lower() != "disabled"
+
+
 def wandb_options() -> dict:
     """Offline unless WANDB_MODE=online (no network, no account, never a prompt), silent, into
     ./wandb. Passed to wandb.init rather than set in os.environ, so nothing leaks into other runs or
@@ -22,8 +29,10 @@ def wandb_options() -> dict:
 
 
 def wandb_logger(run, sweep: str, meta: dict, job_type: str, config: dict, run_id: str | None = None):
-    """Lightning's W&B logger for one run. `run_id` makes a resumed training continue the same W&B
-    run instead of starting a second one."""
+    """Lightning's W&B logger for one run, or False (Lightning's "no logger") when `tracking()` is off.
+    `run_id` makes a resumed training continue the same W&B run instead of starting a second one."""
+    if not tracking():
+        return False
     from lightning.pytorch.loggers import WandbLogger
 
     options = wandb_options()

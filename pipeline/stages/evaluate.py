@@ -111,15 +111,16 @@ def evaluate_run(run_id: str, train: dict, params: EvaluateParams, data: Path, m
         start = time.perf_counter()
         logger = wandb_logger(run, train["sweep"], meta, "evaluate",
                               {"run": train["run"], "evaluate": params.grading(), "evaluation_key": key})
-        wandb_run = logger.experiment  # W&B starts its run here, so that test_seconds leaves that out
+        wandb_run = logger and logger.experiment  # W&B starts its run here, so that test_seconds leaves that out
         graded = time.perf_counter()
         with lightning_stops(f"evaluate: run {run_id} stopped before its result"):
             scores = evaluate(ckpt, data / run.dataset, meta, params.batch_size, params.generation_samples,
                               run.seed, logger, [Progress(f"evaluate {position}{run_id}")])
         timing = {"generation_seconds": scores.pop("generation_seconds"),
                   "test_seconds": round(time.perf_counter() - graded, 3)}
-        wandb_run.summary.update({k: v for k, v in scores.items() if not isinstance(v, dict)})
-        wandb_run.finish()
+        if wandb_run:
+            wandb_run.summary.update({k: v for k, v in scores.items() if not isinstance(v, dict)})
+            wandb_run.finish()
         reused = False
         write_json(runtime / f"{run_id}.json", {"run": run_id, "eval_seconds": round(time.perf_counter() - start, 3),
                                                 **timing,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..execution import cli
 from ..execution.io import check_file_target, check_writable, remove_temporaries, say, write_text
-from ..execution.tracking import wandb_options
+from ..execution.tracking import tracking, wandb_options
 from ..layout import PARAMS, REPORTS, RESULTS, RUNTIME_TRAIN
 from ..params import ReportParams, load_section
 from ..provenance import short_rev
@@ -136,8 +136,9 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     write_text(out / "runtime" / "report.md", runtime_report(timed, params.thresholds, extra,
                                                               provenance(merged)))
     sweeps = provenance(merged)["sweeps"]
-    log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
-                 sweeps[0] if len(sweeps) == 1 else "mixed")
+    if tracking():
+            log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
+                     sweeps[0] if len(sweeps) == 1 else "mixed")
     say(f"report: {len(records)} runs -> {out / 'report.md'}, {len(made)} figures")
 
 

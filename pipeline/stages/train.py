@@ -44,7 +44,7 @@ from ..execution.runtime import (
     stage_pool,
     stopping,
 )
-from ..execution.tracking import wandb_logger
+from ..execution.tracking import tracking, wandb_logger
 from ..layout import DATA, PARAMS, RUNS, RUNTIME_TRAIN, SWEEP, check_weights
 from ..params import ParamError, Run, TrainParams, load_section
 from ..records import Meta, Resume, TrainRecord, load
@@ -189,10 +189,11 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
                          [clock, curve, Progress(f"train {position}{run.id}", params.max_steps)], plan["resume"])
         clock.tick(force=True)
     except BaseException as err:
-        import wandb
+        if tracking():
+            import wandb
 
-        if wandb.run is not None:  # this segment's W&B run ends as failed; the next one resumes it
-            wandb.run.finish(exit_code=1)
+            if wandb.run is not None:  # this segment's W&B run ends as failed; the next one resumes it
+                wandb.run.finish(exit_code=1)
         if created and not (out / "checkpoints" / "last.ckpt").exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming: leave no trace of this attempt
         if isinstance(err, Exception) and not isinstance(err, ValueError | OSError):
@@ -207,8 +208,9 @@ def train_run(run: Run, params: TrainParams, data: Path = DATA, runs: Path = RUN
                                                                                  params.batch_size,
                                                                                  info["train_seconds"])})
     summary = {k: v for k, v in {**result, **info}.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    logger.experiment.summary.update(summary)
-    logger.experiment.finish(exit_code=0 if result["status"] == "finished" else 1)
+    if logger:
+        logger.experiment.summary.update(summary)
+        logger.experiment.finish(exit_code=0 if result["status"] == "finished" else 1)
     write_json(out / "train.json", record)  # the run is finished from here on
     _tidy(out)
     return {**record, "train_seconds": info["train_seconds"]}
