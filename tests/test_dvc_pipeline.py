@@ -24,9 +24,13 @@ ATTENTIONS = ["standard", "sparse", "linear"]
 RUNS = sorted(f"{d}-{a}-w16-s0" for d in ("ed_n4", "lis_n6") for a in ATTENTIONS)
 
 
-def run(cmd: list[str], cwd: Path) -> str:
+def run(cmd: list[str], cwd: Path, wandb: bool = True) -> str:
+    """`wandb=False`: W&B off (WANDB_MODE=disabled), for the tests that do not read its files (a W&B
+    run starts a service process: about 2 s a stage here)."""
     env = {**os.environ, "PYTHONPATH": str(cwd), "DVC_NO_ANALYTICS": "1", "WANDB_API_KEY": SECRET}
     env.pop("WANDB_MODE", None)  # the default must be offline on its own
+    if not wandb:
+        env["WANDB_MODE"] = "disabled"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` and `dvc` = this venv
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}\n{result.stderr}"
@@ -142,13 +146,13 @@ def test_only_what_a_change_touches_runs_again(project):
 
     # a comment in training code: DVC re-runs the stage, which reuses every run (syntax-tree key)
     edit(work / "pipeline" / "training.py", "# a finished run's weights", "# the finished run's weights")
-    out = run(["dvc", "repro"], work)
+    out = run(["dvc", "repro"], work, wandb=False)
     assert "Running stage 'train'" in out and trained(out) == 0 and evaluated(out) == 0
 
     # the cost model: FLOPs refresh in every results file and the report; nothing trains or evaluates
     flops = {p.stem: json.loads(p.read_text())["flops_per_sequence"] for p in (work / "results").glob("*.json")}
     edit(work / "pipeline" / "cost.py", '"head": length * 2 * width * vocab', '"head": length * 4 * width * vocab')
-    out = run(["dvc", "repro"], work)
+    out = run(["dvc", "repro"], work, wandb=False)
     assert "Running stage 'train'" not in out and trained(out) == 0 and evaluated(out) == 0
     assert "Running stage 'evaluate'" in out and "Running stage 'report'" in out
     new = {p.stem: json.loads(p.read_text())["flops_per_sequence"] for p in (work / "results").glob("*.json")}
@@ -158,16 +162,16 @@ def test_only_what_a_change_touches_runs_again(project):
     # evaluation-only code: every run is evaluated again, none retrains
     edit(work / "pipeline" / "evaluation.py", "self.test_generation: int | None = None",
          "self.test_generation: int | None = None\n        self.edited = True")
-    out = run(["dvc", "repro"], work)
+    out = run(["dvc", "repro"], work, wandb=False)
     assert "Running stage 'train'" not in out and evaluated(out) == 6
     assert stamps(work) == before
 
     # the model: every run retrains
     edit(work / "pipeline" / "model.py", "class ModelError(ValueError):",
          "EDITED = 1\n\n\nclass ModelError(ValueError):")
-    out = run(["dvc", "repro"], work)
+    out = run(["dvc", "repro"], work, wandb=False)
     assert trained(out) == 6 and evaluated(out) == 6
-    assert "Running stage" not in run(["dvc", "repro"], work)
+    assert "Running stage" not in run(["dvc", "repro"], work, wandb=False)
     commit(work, "edited code")
 
 
@@ -175,17 +179,17 @@ def test_only_what_a_change_touches_runs_again(project):
 def test_shrinking_and_growing_the_sweep_back_trains_nothing(project):
     work = project
     tiny_params(work, [16, 32])
-    out = run(["dvc", "repro"], work)
+    out = run(["dvc", "repro"], work, wandb=False)
     assert trained(out) == 6 and len(lines(out, "train [")) == 12
     commit(work, "two widths")
     kept = stamps(work)
-    out = run(["dvc", "exp", "run", "-S", "train.widths=[16]"], work)
+    out = run(["dvc", "exp", "run", "-S", "train.widths=[16]"], work, wandb=False)
     assert trained(out) == 0 and len(list((work / "results").glob("*.json"))) == 6
     assert len(stamps(work)) == 12  # the w32 runs stay in runs/
-    out = run(["dvc", "exp", "run", "-S", "train.widths=[16,32]"], work)
+    out = run(["dvc", "exp", "run", "-S", "train.widths=[16,32]"], work, wandb=False)
     assert trained(out) == 0 and evaluated(out) == 6  # only their evaluation is redone
     assert stamps(work) == kept and len(list((work / "results").glob("*.json"))) == 12
-    table = run(["dvc", "exp", "show", "--json"], work)
+    table = run(["dvc", "exp", "show", "--json"], work, wandb=False)
     assert "graded_acc" in table and "widths" in table
 
 
@@ -193,7 +197,7 @@ def test_shrinking_and_growing_the_sweep_back_trains_nothing(project):
 def test_a_fresh_clone_that_reruns_ends_with_the_same_outputs(project, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
-    run(["dvc", "repro"], clone)
+    run(["dvc", "repro"], clone, wandb=False)
     changed = run(["git", "status", "--porcelain", "--untracked-files=all"], clone).split("\n")
     changed = sorted(line[3:] for line in changed if line.strip())
     assert changed and all(p.startswith(("runtime/", "reports/runtime/")) or p == "dvc.lock" for p in changed), changed
