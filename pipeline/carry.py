@@ -23,7 +23,9 @@ from .records import Segment
 
 # What a lent machine returns of one command: 8 files of at most 16 MB, 64 MB together. The carry
 # archive is written in parts of CARRY_PART (the first part named as the archive, the others `.1`,
-# `.2`, ... after it), CARRY_BYTES together, which leaves room for the shard file and its log.
+# `.2`, ... after it), CARRY_BYTES together, which leaves room for the shard file and its log. It
+# goes back in with the repository, 64 MiB a command with what the machine installs: the rest of
+# the repository (about 3 MB) and, with W&B off (WANDB_MODE=disabled), 3.1 MB of wheels fit beside it.
 CARRY_PART = 15 * 2**20
 CARRY_BYTES = 56 * 2**20
 # A carried run's bytes a parameter: last.ckpt's float32 weights and AdamW's two moments (12), and
