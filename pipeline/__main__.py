@@ -161,7 +161,7 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             prices = hours.prices(params, args.bench)
-            state = grid.status(params, args.landed, prices)
+            state = grid.status(params, args.landed, prices, plan.too_large(params))
             state["uncarried"] = {run_id: {"bytes": size, "seconds_alone": prices[run_id]}
                                   for run_id, size in plan.uncarried(params, args.landed).items()}
         print(json.dumps(state, indent=1) if args.json else grid.table(state))

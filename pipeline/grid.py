@@ -105,10 +105,12 @@ def gpu_hours(records: list[dict], landed_shards: dict[str, dict] | None = None)
     return (sum(shards.values()) + alone) / 3600
 
 
-def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, float] | None = None) -> dict:
+def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, float] | None = None,
+           too_large: set[str] | None = None) -> dict:
     """Per figure: cells, trained, implied, failed, missing, the missing cells the search trains next
     (`next`), and the hours predicted for the missing and for the next (`prices`: run id -> seconds,
-    each run alone to its cap); and the GPU-hours the landed cells took."""
+    each run alone to its cap); with `too_large` (run ids too large to carry), how many of the missing
+    are (`too_large`) and their hours; and the GPU-hours the landed cells took."""
     train: TrainParams = load_section(params_path, "train")
     everything, shards = landed_file(folder)
     records = first_records(everything)
@@ -120,9 +122,14 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         following = [r.id for r in runs if searched_next(r, train.widths, records)]
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")},
                            "next": len(following)}
+        big = [i for i, s in states.items() if s == "missing" and i in (too_large or ())]
+        if too_large is not None:
+            figures[figure]["too_large"] = len(big)
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
             figures[figure]["hours_next"] = round(sum(prices[i] for i in following) / 3600, 2)
+            if too_large is not None:
+                figures[figure]["hours_too_large"] = round(sum(prices[i] for i in big) / 3600, 2)
     going = in_progress(shards, records)
     resumable = in_progress(shards, records, carry_of(folder))
     return {"figures": figures, "gpu_hours": round(gpu_hours(everything, shards), 3),
@@ -209,6 +216,11 @@ def table(state: dict) -> str:
                       for archive, runs in state.get("carried", {}).items())
     carried += "".join(f"\nCarried in {archive}, which was not landed: these restart: {listed(runs)}"
                        for archive, runs in state.get("lost", {}).items())
+    big = [f"Figure {f}: {c['too_large']} cells" + (f", {c['hours_too_large']:.1f} h" if "hours_too_large" in c else "")
+           for f, c in state["figures"].items() if c.get("too_large")]
+    if big:
+        carried += ("\nMissing and too large to carry, so trained only where a run can finish (a shard of its own "
+                    "within a lease, or a longer-lived machine): " + ", ".join(big))
     wide = [f"{r} ({c['bytes'] / 2**20:.1f} MB, {c['seconds_alone'] / 3600:.2f} h alone)"
             for r, c in (state.get("uncarried") or {}).items()]
     if wide:

@@ -119,6 +119,14 @@ def uncarried(params_path: Path, folder: Path = PAPER_CELLS, limit: int | None =
     return {run_id: size for run_id, size in sizes.items() if size > (limit or CARRY_BYTES)}
 
 
+def too_large(params_path: Path, limit: int | None = None) -> set[str]:
+    """Every run of the sweep too large for the carry archive alone (`limit` bytes, by default
+    CARRY_BYTES): one that must finish in the shard that trains it."""
+    train = load_section(params_path, "train")
+    return {run_id for run_id, size in carry_sizes(params_path, train, train.runs).items()
+            if size > (limit or CARRY_BYTES)}
+
+
 def filled(candidates: list[Run], sizes: dict[str, int], slots: int, limit: int = CARRY_BYTES) -> list[Run]:
     """`--fill`: the candidates in order, as one queue, as far as the carry archive (`limit` bytes) can hold any
     `slots` of them (the most that can be in flight, and so cut off, at the deadline; a run that has

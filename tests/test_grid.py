@@ -118,17 +118,22 @@ def test_grid_status_command_prints_json(tmp_path, params, capsys, monkeypatch):
     left, following = state["figures"]["3"]["hours_left"], state["figures"]["3"]["hours_next"]
     assert row == f"| 3 | 9 | 1 | 2 | 0 | 6 | 2 | {left:.1f} / {following:.1f} |"
     assert state["uncarried"] == {}  # widths 16-64: every cell of the frontier can be carried
+    assert state["figures"]["3"]["too_large"] == 0 and state["figures"]["3"]["hours_too_large"] == 0
     # an archive of 1 KB carries none of them: each is named with its size and price alone
     import pipeline.plan
 
     monkeypatch.setattr(pipeline.plan, "CARRY_BYTES", 1024)
     assert main(["grid-status", "--params", str(params), "--landed", str(runs), "--json"]) == 0
-    wide = json.loads(capsys.readouterr().out)["uncarried"]
+    small = json.loads(capsys.readouterr().out)
+    wide, figure3 = small["uncarried"], small["figures"]["3"]
     assert {"ed_n4-sparse-w16-s0", "ed_n4-linear-w16-s0"} <= set(wide)
+    assert figure3["too_large"] == figure3["missing"] == 6 and figure3["hours_too_large"] == figure3["hours_left"]
     assert all(c["bytes"] > 1024 and c["seconds_alone"] > 0 for c in wide.values())
     assert main(["grid-status", "--params", str(params), "--landed", str(runs)]) == 0
-    line = capsys.readouterr().out.splitlines()[-1]
+    *_, whole, line = capsys.readouterr().out.splitlines()
     assert line.startswith("Too large to carry") and "ed_n4-linear-w16-s0 (" in line
+    assert whole.startswith("Missing and too large to carry")
+    assert f"Figure 3: 6 cells, {figure3['hours_left']:.1f} h" in whole
 
 
 @pytest.mark.slow
