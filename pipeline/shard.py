@@ -70,9 +70,11 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     alone) goes first if it is predicted to finish, and is otherwise said and left out. `carry_bytes`:
     the most the carry archive holds. `bench`: the throughput files that price the runs (`hours.prices`)."""
     from . import hours
+    from .execution.tracking import check_tracking
     from .stages import evaluate as evaluate_stage
     from .stages import train as train_stage
 
+    check_tracking()
     began = time.time()
     deadline = began + seconds - STOP_MARGIN
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))

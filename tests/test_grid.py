@@ -275,6 +275,25 @@ def test_a_shard_stops_training_at_its_deadline_and_keeps_what_finished(tmp_path
 
 
 @pytest.mark.slow
+def test_with_wandb_on_and_not_installed_a_shard_or_stage_stops_before_any_work(tmp_path, tiny_paper, monkeypatch,
+                                                                                capsys):
+    """A lent GPU machine's image has no wandb: without WANDB_MODE=disabled, a shard says so at once
+    instead of every run failing in turn, and so does each stage."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    tiny_paper.write_text(yaml.safe_dump({**yaml.safe_load(tiny_paper.read_text()), "report": {"thresholds": [0.9]}}))
+    for args in (["shard", "--seconds", "1000", "--out", "back"], ["train"], ["evaluate"], ["report"]):
+        assert main([*args, "--params", str(tiny_paper)]) == 2, args
+        assert capsys.readouterr().err.splitlines() == [
+            "error: wandb is not installed: install it (pip install -e .), or set WANDB_MODE=disabled to run "
+            "without W&B"], args
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]  # no data, runs, results or shard file
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert main(["shard", "--seconds", "1000", "--out", "back", "--params", str(tiny_paper)]) == 0
+    assert len(list((tmp_path / "back").glob("shard-*.json"))) == 1
+
+
 def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, monkeypatch, tiny_paper):
     """One run's crash (an error, not a divergence): the shard trains, evaluates and writes the others,
     names the crash in its file, and the landed cells' report lists it."""

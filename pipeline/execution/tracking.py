@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -26,6 +27,24 @@ def wandb_options() -> dict:
             "dir": str(WANDB_DIR.resolve()),
             "mode": "online" if os.environ.get("WANDB_MODE") == "online" else "offline",
             "settings": wandb.Settings(silent=True)}
+
+
+class TrackingError(ValueError):
+    """W&B is on, and wandb cannot be imported."""
+
+
+def check_tracking() -> None:
+    """Before any work: with W&B on, wandb must be importable. Said at once rather than by every run
+    failing in turn (a lent GPU machine's image has no wandb)."""
+    if not tracking():
+        return
+    try:
+        found = importlib.util.find_spec("wandb") is not None
+    except ValueError:  # in sys.modules as None: its import was blocked
+        found = False
+    if not found:
+        raise TrackingError("wandb is not installed: install it (pip install -e .), or set WANDB_MODE=disabled "
+                            "to run without W&B")
 
 
 def wandb_logger(run, sweep: str, meta: dict, job_type: str, config: dict, run_id: str | None = None):

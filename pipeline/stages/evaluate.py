@@ -39,7 +39,7 @@ from ..execution.runtime import (
     stopping,
     versions,
 )
-from ..execution.tracking import wandb_logger
+from ..execution.tracking import check_tracking, wandb_logger
 from ..layout import DATA, METRICS, PARAMS, RESULTS, RUNS, RUNTIME_EVALUATE, SWEEP, check_weights
 from ..params import EvaluateParams, Run, load_section
 from ..records import Meta, Results, Sweep, TrainRecord, load
@@ -162,6 +162,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS, result
     """Evaluate the current sweep (runs/sweep.json), or `only` these trained runs (a GPU shard of the
     paper's grid: then no other result is touched and metrics.json is not written)."""
     params = load_section(params_path, "evaluate")
+    check_tracking()
     interruptible()  # SIGTERM as SIGINT: the stage stops promptly; evaluated runs are kept
     sweep = {"sweep": sweep_name, "runs": list(only)} if only is not None else load(runs / SWEEP, Sweep)
     if sweep is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..execution import cli
 from ..execution.io import check_file_target, check_writable, remove_temporaries, say, write_text
-from ..execution.tracking import tracking, wandb_options
+from ..execution.tracking import check_tracking, tracking, wandb_options
 from ..layout import PARAMS, REPORTS, RESULTS, RUNTIME_TRAIN
 from ..params import ReportParams, load_section
 from ..provenance import short_rev
@@ -112,6 +112,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
     the sweep with no result yet, drawn as missing; `source`: where the results came from, in words;
     `training`: cells whose run is under way -> how far it got."""
     params: ReportParams = load_section(params_path, "report")
+    check_tracking()
     if records is None:
         records = load_metrics(results) if results.is_dir() else []
     if not records:

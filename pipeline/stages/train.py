@@ -44,7 +44,7 @@ from ..execution.runtime import (
     stage_pool,
     stopping,
 )
-from ..execution.tracking import tracking, wandb_logger
+from ..execution.tracking import check_tracking, tracking, wandb_logger
 from ..layout import DATA, PARAMS, RUNS, RUNTIME_TRAIN, SWEEP, check_weights
 from ..params import ParamError, Run, TrainParams, load_section
 from ..records import Meta, Resume, TrainRecord, load
@@ -264,6 +264,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
     these run ids of it (a GPU shard of the paper's grid). Either leaves runs/sweep.json alone: the
     sweep is recorded by a `dvc repro` once every shard has finished."""
     params = load_section(params_path, "train")  # every bad value fails here, before any training
+    check_tracking()
     interruptible()  # SIGTERM as SIGINT: every run in flight stops at its next step, resumable
     try:
         check_attention(params)
