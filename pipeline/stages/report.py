@@ -138,7 +138,7 @@ def run(params_path: Path = PARAMS, results: Path = RESULTS, runtime: Path = RUN
                                                               provenance(merged)))
     sweeps = provenance(merged)["sweeps"]
     if tracking():
-            log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
+        log_to_wandb({**made, "training seconds": "runtime/seconds.png"}, rows, out,
                      sweeps[0] if len(sweeps) == 1 else "mixed")
     say(f"report: {len(records)} runs -> {out / 'report.md'}, {len(made)} figures")
 
