@@ -138,6 +138,7 @@ class TrainRuntime(Record):
     git_rev: str | None
     versions: dict[str, str]
     devices: Positive = 1
+    cpu: str | None = None  # on the CPU: its model and the threads a run used (runtime.cpu); None: a GPU
     train_tokens_per_s: Seconds | None = None
     compile: str | None = None  # how its last segment's steps ran (training.COMPILE); None: not recorded
 

@@ -265,3 +265,13 @@ def test_the_runtime_report_names_each_revision_once_and_short():
     records = [{"git_rev": full}, {"git_rev": full + "+dirty"}, {"git_rev": "abc1234+dirty"}, {"git_rev": "unknown"},
                {"git_rev": None}]
     assert provenance(records)["git_revs"] == ["20f2a6131ecb", "20f2a6131ecb+dirty", "abc1234+dirty", "unknown"]
+
+
+def test_the_runtime_report_names_the_cpu_model_and_threads_of_cpu_runs():
+    """On the CPU the model and the threads decide the weights in the last bits: the hardware line says
+    both; a GPU's name stands alone, and a record from before the CPU was kept says `cpu`."""
+    from pipeline.stages.report import provenance
+
+    records = [{"device": "cpu", "cpu": "AMD EPYC 9654, 1 thread"}, {"device": "cpu", "cpu": "AMD EPYC 9654, 1 thread"},
+               {"device": "cpu"}, {"device": "NVIDIA H100 80GB HBM3", "cpu": None}]
+    assert provenance(records)["devices"] == ["NVIDIA H100 80GB HBM3", "cpu", "cpu (AMD EPYC 9654, 1 thread)"]

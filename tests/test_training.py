@@ -88,6 +88,7 @@ def test_training_run_writes_its_result_weights_timing_and_wandb_files(dataset, 
     timing = json.loads((tmp_path / "runtime" / f"{run.id}.json").read_text())
     assert timing["train_seconds"] > 0 and timing["device"] == "cpu" and timing["train_tokens_per_s"] > 0
     assert timing["peak_gpu_gib"] is None  # recorded on a GPU only
+    assert timing["cpu"].endswith((", 1 thread", " threads")) and len(timing["cpu"]) > len(", 1 thread")
     assert "train_seconds" not in json.loads((folder / "train.json").read_text())
     files = list((tmp_path / "wandb").rglob("run-*.wandb"))
     assert len(files) == 1

@@ -246,8 +246,26 @@ def device() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
+def cpu() -> str | None:
+    """On the CPU, its model and the threads this process computes with (None on a GPU): they decide a
+    run's weights in the last bits, so a CPU of another model, or other threads a run, trains other
+    weights from the same inputs."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    model = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:  # not Linux
+        pass
+    threads = torch.get_num_threads()
+    return f"{model}, {threads} thread{'s' if threads > 1 else ''}"
+
+
 def runtime_info(segments: list[float], peak_gpu_gib: float | None = None) -> dict:
     """The run-dependent record of a training: seconds (every segment), peak GPU memory (None on the
-    CPU), device, revision, versions."""
+    CPU), device (with the CPU's model and threads, on the CPU), revision, versions."""
     return {"train_seconds": round(sum(segments), 3), "segments": segments, "peak_gpu_gib": peak_gpu_gib,
-            "device": device(), "git_rev": git_rev(), "versions": versions()}
+            "device": device(), "cpu": cpu(), "git_rev": git_rev(), "versions": versions()}

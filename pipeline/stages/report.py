@@ -29,7 +29,8 @@ def provenance(records: list[dict]) -> dict:
     software = sorted({", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())) for r in records} - {""})
     return {
         "sweeps": sorted({r["sweep"] for r in records if r.get("sweep")}),
-        "devices": sorted({r["device"] for r in records if r.get("device")}),
+        "devices": sorted({f"cpu ({r['cpu']})" if r.get("device") == "cpu" and r.get("cpu") else r["device"]
+                           for r in records if r.get("device")}),
         "git_revs": sorted({short_rev(r["git_rev"]) for r in records if r.get("git_rev")}),
         "software": "; ".join(software) or "unknown",
     }
