@@ -65,9 +65,10 @@ def test_ddp_over_two_cpu_processes_matches_one_process(tmp_path, monkeypatch):
     weights = {}
     for devices in (1, 2):
         params = tmp_path / f"params{devices}.yaml"
-        params.write_text(yaml.safe_dump({"train": train(devices=devices)}))
+        params.write_text(yaml.safe_dump({"train": train(devices=devices, widths=[16, 24])}))
         runs, runtime = tmp_path / f"runs{devices}", tmp_path / f"runtime{devices}"
-        train_stage.run(params, data, runs, runtime)
+        train_stage.run(params, data, runs, runtime, only=["lis_n5-standard-w16-s0"])  # as a GPU shard asks
+        assert sorted(p.name for p in runs.iterdir()) == ["lis_n5-standard-w16-s0"]  # not the w24 run, nor sweep.json
         record = json.loads((runs / "lis_n5-standard-w16-s0" / "train.json").read_text())
         assert record["status"] == "finished" and record["steps"] == 12
         assert json.loads((runtime / "lis_n5-standard-w16-s0.json").read_text())["devices"] == devices

@@ -23,11 +23,13 @@ def distributed() -> bool:
 
 
 def launch(devices: int, params_path: Path, data: Path, runs: Path, runtime: Path,
-           shard: tuple[int, int] | None = None) -> int:
-    """The stage again, as `devices` processes on this host under torchrun; its exit code."""
+           shard: tuple[int, int] | None = None, only: list[str] | None = None) -> int:
+    """The stage again, as `devices` processes on this host under torchrun, with the same share of the
+    sweep (`shard`, `only`); its exit code."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
                "-m", "pipeline.stages.train", "--params", str(params_path), "--data", str(data), "--runs", str(runs),
-               "--runtime", str(runtime)] + (["--shard", f"{shard[0]}/{shard[1]}"] if shard else [])
+               "--runtime", str(runtime)] + (["--shard", f"{shard[0]}/{shard[1]}"] if shard else []) + \
+        (["--only", ",".join(only)] if only is not None else [])
     return subprocess.run(command, env=child_env()).returncode
 
 

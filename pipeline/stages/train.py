@@ -293,7 +293,7 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
         if torch.cuda.is_available() and torch.cuda.device_count() < params.devices:
             raise ParamError(f"{params_path}: train.devices: {params.devices}, but this machine has "
                              f"{torch.cuda.device_count()} GPU(s)")
-        code = launch(params.devices, params_path, data, runs, runtime, shard)
+        code = launch(params.devices, params_path, data, runs, runtime, shard, only)
         if code:
             raise RunError(f"train: the training over {params.devices} devices (torchrun) failed with exit "
                            f"code {code}; its processes' output is above")
@@ -375,8 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--runtime", type=Path, default=RUNTIME_TRAIN, help="run-dependent records (default: %(default)s)")
     top.add_argument("--shard", help="I/N: train only every N-th run of the sweep from the I-th (a job array's task I "
                                      "of N); `dvc repro` records the sweep afterwards")
+    top.add_argument("--only", help="comma-separated run ids of the sweep: train only these (a GPU shard of the "
+                                    "paper's grid); runs/sweep.json is left alone")
     return cli.command(top, lambda a: run(a.params, a.data, a.runs, a.runtime,
-                                          parse_shard(a.shard) if a.shard else None), argv)
+                                          parse_shard(a.shard) if a.shard else None,
+                                          a.only.split(",") if a.only is not None else None), argv)
 
 
 if __name__ == "__main__":
