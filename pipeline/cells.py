@@ -151,7 +151,7 @@ def cells_report(records: list[dict], prices: dict[str, float], shards: dict[str
     going = carried_hours(records, shards or {})
     lines += ["", "## Cost", "",
               f"- GPU-hours spent: {gpu_hours(records, shards):.2f} (each shard's wall-clock seconds: generation, "
-              "training and evaluation)",
+              "training and evaluation; times its host's GPUs)",
               f"- of which shards whose runs are all still in progress (carried): {going:.2f}",
               f"- `predict-hours`' price of the same {len(records)} runs, each alone to the cap: {priced:.2f} h",
               f"- the runs' own training seconds, summed: {sum(r['train_seconds'] for r in records) / 3600:.2f} h", ""]

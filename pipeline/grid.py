@@ -89,17 +89,23 @@ def searched_next(run: Run, widths: list[int], records: dict[str, dict]) -> bool
 
 
 def gpu_hours(records: list[dict], landed_shards: dict[str, dict] | None = None) -> float:
-    """Device hours the records took: each shard's wall seconds once (its cells shared the GPU), and a
-    record landed without its shard's seconds, its own training and evaluation seconds; and the
-    seconds of `landed_shards` (a shard whose runs were all carried on lands no record)."""
-    shards = {name: s["seconds"] for name, s in (landed_shards or {}).items()
+    """GPU-hours the records took: each shard's wall seconds once (its cells shared the GPU) times the
+    GPUs of its host (`gpus`, 1 where a shard did not say), and a record landed without its shard's
+    seconds, its own training and evaluation seconds; and the seconds of `landed_shards` (a shard
+    whose runs were all carried on lands no record)."""
+    known = landed_shards or {}
+
+    def gpus(name: str) -> int:
+        return (known.get(name) or {}).get("gpus") or 1
+
+    shards = {name: s["seconds"] * gpus(name) for name, s in known.items()
               if s.get("device", "cpu") != "cpu" and isinstance(s.get("seconds"), (int, float))}
     alone = 0.0
     for r in records:
         if r.get("device", "cpu") == "cpu":
             continue
         if r.get("shard_seconds") is not None:
-            shards[r["shard"]] = r["shard_seconds"]
+            shards[r["shard"]] = r["shard_seconds"] * gpus(r["shard"])
         else:
             alone += r["train_seconds"] + r["eval_seconds"]
     return (sum(shards.values()) + alone) / 3600
@@ -251,8 +257,11 @@ def land(files: list[Path], path: Path = PAPER_CELLS) -> list[str]:
         crashed = shard.get("crashed") or {}
         if not isinstance(crashed, dict) or not all(isinstance(v, str) for v in crashed.values()):
             raise CorruptFile(f"{file}: crashed: not a mapping of run ids to why they failed")
+        gpus = shard.get("gpus")
+        if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0):
+            raise CorruptFile(f"{file}: gpus: not a count of GPUs, got {gpus!r}")
         device = shard.get("device") or next((r.get("device") for r in shard["runs"] if isinstance(r, dict)), None)
-        entry = {"seconds": shard.get("seconds"), "device": device,
+        entry = {"seconds": shard.get("seconds"), "device": device, **({"gpus": gpus} if gpus else {}),
                  "carried": dict(sorted(carried_steps(shard).items())), "carry": shard.get("carry"),
                  "crashed": dict(sorted(crashed.items())), **({"partial": True} if shard.get("partial") else {})}
         # each record keeps its shard and the shard's wall seconds: its cells shared the GPU

@@ -126,6 +126,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
         """The shard file: the runs with landable results, the runs carried in `carry` and its parts."""
         write_shard(path, {"runs": runs, "crashed": dict(crashed), "carried": kept,
                            "carry": carry.name if kept else None, "carry_parts": parts, "params": str(params_path),
+                           "gpus": gpus,  # the GPUs of the host, all the shard's: its GPU-hours are seconds x gpus
                            "seconds": round(time.time() - began, 1), "runs_dir": str(RUNS), **more})
 
     def partial(runs: list[dict] | None = None, carried_now: tuple[dict, int] | None = None) -> None:

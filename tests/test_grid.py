@@ -172,6 +172,7 @@ def test_a_shard_trains_the_search_frontier_and_lands(tmp_path):
     assert "cells.json not found: no cell counts as landed" in out  # nothing landed yet, and it says so
     record = shard["runs"][0]
     assert record["device"] == "cpu" and record["curve"] and record["train_seconds"] > 0
+    assert shard["gpus"] == 0  # the GPUs of the host, which its GPU-hours count (none on the CPU)
     assert record["command"] == "python -m pipeline shard --seconds 100000 --out back"
     pipeline("land", str(first))
     cells = json.loads((tmp_path / "reports" / "paper" / "cells.json").read_text())["cells"]
@@ -789,6 +790,19 @@ def test_a_shard_whose_runs_were_all_carried_on_still_counts_its_gpu_time(tmp_pa
     assert land([carried, finished], cells) == []  # landing again changes nothing
     assert status(params, cells)["gpu_hours"] == round(2100 / 3600, 3)
     assert json.loads(cells.read_text())["shards"]["shard-1.json"]["carried"] == {"ed_n4-standard-w16-s0": 900}
+    # a shard on a host of 4 GPUs took 4 GPU-seconds a second, whether or not it landed a cell
+    wide, carried_wide = tmp_path / "shard-3.json", tmp_path / "shard-4.json"
+    wide.write_text(json.dumps({"runs": [landed("ed_n4-linear-w16-s0", 0.2)], "device": "NVIDIA H100", "gpus": 4,
+                                "seconds": 900.0, "carried": {}}))
+    carried_wide.write_text(json.dumps({"runs": [], "device": "NVIDIA H100", "gpus": 4, "seconds": 450.0,
+                                        "carried": {"ed_n4-sparse-w16-s0": 10}, "carry": "carry-4.tar.gz"}))
+    (tmp_path / "carry-4.tar.gz").write_bytes(b"checkpoints")
+    assert land([wide, carried_wide], cells) == ["ed_n4-linear-w16-s0"]
+    assert status(params, cells)["gpu_hours"] == round((2100 + 4 * 900 + 4 * 450) / 3600, 3)
+    bad = tmp_path / "shard-5.json"
+    bad.write_text(json.dumps({"runs": [], "device": "NVIDIA H100", "gpus": "four", "seconds": 1.0}))
+    with pytest.raises(CorruptFile, match="shard-5.json: gpus: not a count of GPUs, got 'four'"):
+        land([bad], cells)
 
 
 def test_land_keeps_the_carry_archive_in_the_repository_and_says_when_one_did_not_come_back(tmp_path, params, capsys):
