@@ -15,6 +15,7 @@ import signal
 import sys
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 from ..provenance import git_rev
 from .io import say
@@ -256,8 +257,8 @@ def cpu() -> str | None:
         return None
     model = platform.processor() or platform.machine()
     try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        model = names[0] if names else model
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
     except OSError:  # not Linux
         pass
     threads = torch.get_num_threads()
