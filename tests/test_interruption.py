@@ -238,6 +238,29 @@ def test_a_stopped_stage_leaves_nothing_running_and_resumes_exactly(tmp_path, un
         assert json.loads((path / "runs" / run / "train.json").read_text()) == uninterrupted[run], run
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_ddp_training_leaves_none_of_torchruns_processes_running(tmp_path, how):
+    """train.devices: 2 (torchrun and two processes, on the CPU): stopped, the stage stops them first;
+    killed, the kernel tells torchrun, which stops them (within its own 30 s grace)."""
+    import uuid
+
+    marker = uuid.uuid4().hex
+    path = tmp_path / "ddp"
+    path.mkdir()
+    train = {**TRAIN, "sweep": "ddp", "devices": 2, "max_steps": 100000, "val_every": 1000}
+    (path / "params.yaml").write_text(yaml.safe_dump({"generate": GENERATE, "train": train}))
+    write_datasets(path)
+    proc = start(["train"], path, {"PIPELINE_TEST_MARK": marker})
+    wait_for(lambda: (path / "runs" / RUN / "resume.json").exists(), proc)  # torchrun's processes train
+    assert len(marked(marker)) >= 4  # the stage, the launcher that became torchrun, two processes
+    proc.send_signal(getattr(signal, how))
+    out, err = proc.communicate(timeout=120)
+    if how == "SIGTERM":
+        assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted"), err
+    assert none_left(marker, seconds=60) == [], "processes left behind"
+
+
 def _tenth(x: int) -> int:
     return 10 // x
 

@@ -11,6 +11,7 @@ process decides from files another is writing.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +23,40 @@ def distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+STOP_SECONDS = 60  # what torchrun's processes get to stop at their next step before they are killed
+# torchrun, after asking the kernel to send it SIGTERM once the stage that starts it ends, however it
+# ended (PR_SET_PDEATHSIG outlives exec): it then stops its processes as it does on Ctrl-C
+LAUNCHER = ("import ctypes, os, signal, sys\n"
+            "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+            "if os.getppid() != int(sys.argv[1]):\n"  # the stage ended before the line above took effect
+            "    sys.exit(1)\n"
+            "os.execv(sys.executable, [sys.executable, '-m', 'torch.distributed.run', *sys.argv[2:]])")
+
+
 def launch(devices: int, params_path: Path, data: Path, runs: Path, runtime: Path,
            shard: tuple[int, int] | None = None, only: list[str] | None = None) -> int:
     """The stage again, as `devices` processes on this host under torchrun, with the same share of the
-    sweep (`shard`, `only`); its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
-               "-m", "pipeline.stages.train", "--params", str(params_path), "--data", str(data), "--runs", str(runs),
-               "--runtime", str(runtime)] + (["--shard", f"{shard[0]}/{shard[1]}"] if shard else []) + \
-        (["--only", ",".join(only)] if only is not None else [])
-    return subprocess.run(command, env=child_env()).returncode
+    sweep (`shard`, `only`); its exit code. Stopped (SIGINT, SIGTERM), the stage stops torchrun, which
+    stops its processes, each at its next step; killed, the kernel does it (`LAUNCHER`); and each
+    process dies with torchrun (`runtime.die_with_parent`): none outlives the stage."""
+    args = ["--standalone", f"--nproc-per-node={devices}", "-m", "pipeline.stages.train", "--params", str(params_path),
+            "--data", str(data), "--runs", str(runs), "--runtime", str(runtime)]
+    args += ["--shard", f"{shard[0]}/{shard[1]}"] if shard else []
+    args += ["--only", ",".join(only)] if only is not None else []
+    linux = sys.platform.startswith("linux")
+    command = [sys.executable, "-c", LAUNCHER, str(os.getpid()), *args] if linux else \
+        [sys.executable, "-m", "torch.distributed.run", *args]
+    process = subprocess.Popen(command, env=child_env())
+    try:
+        return process.wait()
+    except BaseException:  # asked to stop, or failed: torchrun stops its processes first
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()  # and its processes with it
+            process.wait()
+        raise
 
 
 def child_env() -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -33,6 +34,7 @@ from ..execution.io import check_writable, remove_temporaries, say, write_json
 from ..execution.runtime import (
     Failed,
     Interrupted,
+    die_with_parent,
     gpu_count,
     interruptible,
     lightning_stops,
@@ -299,6 +301,8 @@ def run(params_path: Path = PARAMS, data: Path = DATA, runs: Path = RUNS,
                            f"code {code}; its processes' output is above")
         return
     group = Group() if distributed() else None
+    if group is not None:
+        die_with_parent(os.getppid())  # a process of torchrun's ends with it, however torchrun ends
     if group is None or group.rank == 0:
         check_writable(runs)
         check_writable(runtime)
