@@ -31,9 +31,10 @@ def option(text: str) -> tuple[str, object]:
 
 
 def how_trained(params: Path, folder: str, **train: object) -> Path:
-    """`params` with these train settings (concurrency, compile) set, written to `folder`: how runs are
-    scheduled and compiled is in no run's key, so a shard may change it without retraining or
-    restarting anything, and being on its command line, it is in every record the shard writes."""
+    """`params` with these train settings (concurrency, compile, devices) set, written to `folder`: how
+    runs are scheduled, compiled and spread over devices is in no run's key, so a shard may change it
+    without retraining or restarting anything, and being on its command line, it is in every record
+    the shard writes."""
     composed = yaml.safe_load(params.read_text())
     composed["train"].update({k: v for k, v in train.items() if v is not None})
     out = Path(folder) / "how-trained.yaml"
@@ -120,6 +121,12 @@ def parser() -> argparse.ArgumentParser:
                     help="train N runs at once (default: the parameters' train.concurrency; auto: up to "
                          f"{RUNS_PER_GPU} a GPU)")
     bench(sh)
+    sh.add_argument("--devices", type=cli.positive, metavar="N",
+                    help="train each run over N GPUs of this host with Lightning's DDP, one run at a time (in no "
+                         "run's key): a run too long for the seconds on one GPU may fit; needs --scaleout")
+    sh.add_argument("--scaleout", type=Path, metavar="FILE",
+                    help="with --devices: the file of `python -m benchmarks scaleout --gpus N` run on this kind of "
+                         "host, whose DDP speed-up over one GPU divides each run's price")
     sh.add_argument("--compile", choices=COMPILE_MODES, help="how a training step runs on the GPU (default: the "
                                                               "parameters' train.compile; auto picks by width)")
     pr = sub.add_parser("paper-report", help="the paper's report from the landed cells: reports/paper/report.md, "
@@ -180,12 +187,15 @@ def dispatch(args: argparse.Namespace) -> None:
         command = "python -m pipeline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
-            if args.concurrency or args.compile:
-                params = how_trained(params, tmp, concurrency=args.concurrency, compile=args.compile)
+            ddp = (args.devices or 1) > 1
+            speedup = shard.ddp_speedup(args.scaleout, args.devices) if ddp else 1.0
+            if args.concurrency or args.compile or ddp:  # over several GPUs, one run at a time
+                params = how_trained(params, tmp, concurrency=args.concurrency or (1 if ddp else None),
+                                     compile=args.compile, devices=args.devices if ddp else None)
             cells = [c for c in (args.cells or "").split(",") if c]
             shard.run(params, args.seconds, args.out, args.figure, args.every_width, command, cells or None,
                       args.fill, args.resume_from, bench=args.bench,
-                      carry_bytes=(args.carry_mb << 20) if args.carry_mb else CARRY_BYTES)
+                      carry_bytes=(args.carry_mb << 20) if args.carry_mb else CARRY_BYTES, speedup=speedup)
     elif args.command == "paper-report":
         import tempfile
 

@@ -30,6 +30,7 @@ remote and returns a few small files; the checkpoints stay there, the results co
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -45,7 +46,7 @@ from .layout import DATA, PAPER_CELLS, RESULTS, RUNS, RUNTIME_EVALUATE, RUNTIME_
 from .params import load_section
 from .plan import ahead, filled, fitting, frontier, passed_over, queue, slots_of, wall
 from .provenance import git_rev
-from .records import EvaluateRuntime, Results, TrainRuntime, load
+from .records import CorruptFile, EvaluateRuntime, Results, TrainRuntime, load
 
 # Training stops this many seconds before the seconds given end, whatever the predictions said: the
 # runs it cuts off are named in the shard file and not landed, and the finished ones are evaluated
@@ -61,14 +62,15 @@ EVAL_GRACE = 60.0  # seconds an evaluation in progress at a round's end may take
 def run(params_path: Path, seconds: float, out: Path, figure: str | None = None, every_width: bool = False,
         command: str = "python -m pipeline shard", cells: list[str] | None = None, fill: bool = False,
         resume_from: Path | None = None, carry_bytes: int = CARRY_BYTES,
-        bench: list[Path] | None = None) -> Path | None:
+        bench: list[Path] | None = None, speedup: float = 1.0) -> Path | None:
     """`cells`: these run ids of the profile, whatever their status (an implied cell trained to check
     the search, or a landed one trained again to see the spread), as far as they fit, instead of the
     search's frontier. `resume_from`: a carry archive of an earlier shard, whose runs go on first;
     `fill`: every cell queued, whether or not it can finish (those cut off are carried), and the
     frontier after the `cells`; a cell the archive cannot carry (named, or of the frontier and too large
     alone) goes first if it is predicted to finish, and is otherwise said and left out. `carry_bytes`:
-    the most the carry archive holds. `bench`: the throughput files that price the runs (`hours.prices`)."""
+    the most the carry archive holds. `bench`: the throughput files that price the runs (`hours.prices`);
+    `speedup`: what divides each price (a training over several GPUs: `ddp_speedup`)."""
     from . import hours
     from .execution.tracking import check_tracking
     from .stages import evaluate as evaluate_stage
@@ -79,7 +81,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     deadline = began + seconds - STOP_MARGIN
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
     path = out / f"shard-{stamp}.json"  # written part-way as runs finish, and whole at the end
-    prices = hours.prices(params_path, bench)
+    prices = {run_id: seconds / speedup for run_id, seconds in hours.prices(params_path, bench).items()}
     train = load_section(params_path, "train")
     known = {r.id: r for r in train.runs}
     if cells:
@@ -204,6 +206,24 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     return path
 
 
+def ddp_speedup(path: Path | None, devices: int) -> float:
+    """The speed-up of one training over `devices` GPUs against one, as `python -m benchmarks scaleout
+    --gpus N` measured it (ED n=12, the standard model at one width: the proxy for every run's price)."""
+    if path is None:
+        raise ValueError(f"shard --devices {devices}: --scaleout FILE is needed, the DDP speed-up that `python -m "
+                         f"benchmarks scaleout --gpus {devices}` measured on this kind of host: it prices the runs")
+    try:
+        measured = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptFile(f"{path}: not a scaleout result ({one_line(err)})") from None
+    gpus, speedup = (measured.get("gpus"), measured.get("ddp_speedup")) if isinstance(measured, dict) else (None, None)
+    if gpus != devices:
+        raise CorruptFile(f"{path}: gpus: measured over {gpus!r} GPUs, not the {devices} of --devices")
+    if isinstance(speedup, bool) or not isinstance(speedup, int | float) or not speedup > 0:
+        raise CorruptFile(f"{path}: ddp_speedup: not a positive number, got {speedup!r}")
+    return float(speedup)
+
+
 def resumable(folder: Path = PAPER_CELLS) -> tuple[Path, set[str]] | None:
     """The landed carry archive of the runs in progress (`grid.in_progress`), if it is there, and those
     runs: what a shard of the frontier resumes unless told otherwise, so that no lease starts them again."""
@@ -235,6 +255,8 @@ def landing_record(run_id: str, revision: str, command: str, earlier: list[dict]
     record = {**result, "train_seconds": trained["train_seconds"], "eval_seconds": evaluated["eval_seconds"],
               "peak_gpu_gib": trained["peak_gpu_gib"], "device": trained["device"], "compile": trained.get("compile"),
               "git_rev": trained["git_rev"] or revision, "versions": trained["versions"], "command": command}
+    if trained.get("devices", 1) > 1:  # trained over several GPUs (DDP)
+        record["devices"] = trained["devices"]
     if earlier:
         record["segments"] = [*earlier, {"steps": result["steps"], "git_rev": record["git_rev"],
                                          "device": record["device"], "compile": record["compile"]}]

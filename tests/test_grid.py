@@ -295,6 +295,33 @@ def test_with_wandb_on_and_not_installed_a_shard_or_stage_stops_before_any_work(
     assert len(list((tmp_path / "back").glob("shard-*.json"))) == 1
 
 
+def test_a_shard_over_several_devices_trains_by_ddp_priced_by_the_measured_speedup(tmp_path, tiny_paper,
+                                                                                   monkeypatch, capsys):
+    """--devices 2: each run over two processes (here CPU ones), one run at a time, its price divided
+    by the speed-up a scaleout file measured: a run too long alone fits; without the file, or with one
+    measured over other GPUs, the shard says so before anything."""
+    from pipeline import hours
+    from pipeline.params import load_section
+
+    runs = [r.id for r in load_section(tiny_paper, "train").runs]
+    monkeypatch.setattr(hours, "prices", lambda params, bench=None: dict.fromkeys(runs, 1000.0))
+    assert main(["shard", "--params", str(tiny_paper), "--seconds", "900", "--out", "back"]) == 0
+    assert "no missing cell fits" in capsys.readouterr().err  # 1000 s a run on one GPU
+    measured = tmp_path / "scaleout.json"
+    measured.write_text(json.dumps({"gpus": 4, "ddp_speedup": 1.6, "device": "cpu"}))
+    for extra, message in (([], "--scaleout FILE is needed"),
+                           (["--scaleout", str(measured)], "not the 2 of --devices")):
+        assert main(["shard", "--params", str(tiny_paper), "--seconds", "900", "--out", "back", "--devices", "2",
+                     *extra]) == 2
+        assert message in capsys.readouterr().err
+    measured.write_text(json.dumps({"gpus": 2, "ddp_speedup": 1.6, "device": "cpu"}))
+    assert main(["shard", "--params", str(tiny_paper), "--seconds", "900", "--out", "back", "--devices", "2",
+                 "--scaleout", str(measured), "--cells", "lis_n5-standard-w16-s0"]) == 0
+    record, = json.loads(next((tmp_path / "back").glob("shard-*.json")).read_text())["runs"]
+    assert record["run"] == "lis_n5-standard-w16-s0" and record["devices"] == 2
+    assert json.loads((tmp_path / "runtime" / "train" / f"{record['run']}.json").read_text())["devices"] == 2
+
+
 def test_a_run_that_fails_with_an_error_costs_the_shard_only_that_run(tmp_path, monkeypatch, tiny_paper):
     """One run's crash (an error, not a divergence): the shard trains, evaluates and writes the others,
     names the crash in its file, and the landed cells' report lists it."""
@@ -411,9 +438,9 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
 
     seen = {}
 
-    def fake_run(params_path, seconds, out, *args, carry_bytes, bench):
+    def fake_run(params_path, seconds, out, *args, carry_bytes, bench, speedup):
         seen["train"], seen["command"], seen["carry"] = load_section(params_path, "train"), args[2], carry_bytes
-        seen["bench"] = bench
+        seen["bench"], seen["speedup"] = bench, speedup
 
     monkeypatch.setattr(shard, "run", fake_run)
     argv = ["shard", "--params", str(params), "--seconds", "10", "--out", "back", "--concurrency", "3"]
@@ -430,6 +457,12 @@ def test_a_shard_trains_as_many_at_once_and_compiled_as_asked_and_records_it(tmp
     assert seen["train"].compile == "inductor-cudagraphs" and seen["train"].concurrency == load_section(
         params, "train").concurrency
     assert seen["train"].training() == load_section(params, "train").training()  # what decides the weights
+    measured = tmp_path / "scaleout.json"  # over several GPUs: one run at a time, priced by the speed-up
+    measured.write_text(json.dumps({"gpus": 2, "ddp_speedup": 1.7}))
+    assert main([*argv[:-2], "--devices", "2", "--scaleout", str(measured)]) == 0
+    assert seen["train"].devices == 2 and seen["train"].concurrency == 1 and seen["speedup"] == 1.7
+    assert seen["train"].training() == load_section(params, "train").training()
+    assert main(argv) == 0 and seen["speedup"] == 1.0 and seen["train"].devices == 1
     with pytest.raises(SystemExit) as stop:
         main([*argv[:-2], "--compile", "fast"])
     assert stop.value.code == 2 and "invalid choice: 'fast'" in capsys.readouterr().err
