@@ -81,7 +81,7 @@ def run(params_path: Path, seconds: float, out: Path, figure: str | None = None,
     deadline = began + seconds - STOP_MARGIN
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(began))
     path = out / f"shard-{stamp}.json"  # written part-way as runs finish, and whole at the end
-    prices = {run_id: seconds / speedup for run_id, seconds in hours.prices(params_path, bench).items()}
+    prices = {run_id: alone / speedup for run_id, alone in hours.prices(params_path, bench).items()}
     train = load_section(params_path, "train")
     known = {r.id: r for r in train.runs}
     if cells:
