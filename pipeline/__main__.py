@@ -168,9 +168,10 @@ def dispatch(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             params = parameters(args, tmp)
             prices = hours.prices(params, args.bench)
-            state = grid.status(params, args.landed, prices, plan.too_large(params))
+            large = plan.too_large(params)  # every run's size worked out once
+            state = grid.status(params, args.landed, prices, set(large))
             state["uncarried"] = {run_id: {"bytes": size, "seconds_alone": prices[run_id]}
-                                  for run_id, size in plan.uncarried(params, args.landed).items()}
+                                  for run_id, size in plan.uncarried(params, args.landed, large).items()}
         print(json.dumps(state, indent=1) if args.json else grid.table(state))
     elif args.command == "land":
         from . import grid

@@ -128,13 +128,13 @@ def status(params_path: Path, folder: Path = PAPER_CELLS, prices: dict[str, floa
         following = [r.id for r in runs if searched_next(r, train.widths, records)]
         figures[figure] = {"cells": len(runs), **{k: counts[k] for k in ("trained", "implied", "failed", "missing")},
                            "next": len(following)}
-        big = [i for i, s in states.items() if s == "missing" and i in (too_large or ())]
-        if too_large is not None:
-            figures[figure]["too_large"] = len(big)
         if prices is not None:
             figures[figure]["hours_left"] = round(sum(prices[i] for i, s in states.items() if s == "missing") / 3600, 2)
             figures[figure]["hours_next"] = round(sum(prices[i] for i in following) / 3600, 2)
-            if too_large is not None:
+        if too_large is not None:
+            big = [i for i, s in states.items() if s == "missing" and i in too_large]
+            figures[figure]["too_large"] = len(big)
+            if prices is not None:
                 figures[figure]["hours_too_large"] = round(sum(prices[i] for i in big) / 3600, 2)
     going = in_progress(shards, records)
     resumable = in_progress(shards, records, carry_of(folder))

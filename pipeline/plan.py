@@ -111,20 +111,19 @@ def queue(carried: list[Run], named: list[Run], search: list[Run], queued: list[
     return list(out.values())
 
 
-def uncarried(params_path: Path, folder: Path = PAPER_CELLS, limit: int | None = None) -> dict[str, int]:
-    """The frontier's cells (every figure's) too large for the carry archive alone (`limit` bytes, by
-    default CARRY_BYTES) -> their bytes: a shard trains one only if it will finish there."""
-    train = load_section(params_path, "train")
-    sizes = carry_sizes(params_path, train, frontier(params_path, None, False, folder))
-    return {run_id: size for run_id, size in sizes.items() if size > (limit or CARRY_BYTES)}
-
-
-def too_large(params_path: Path, limit: int | None = None) -> set[str]:
+def too_large(params_path: Path, limit: int | None = None) -> dict[str, int]:
     """Every run of the sweep too large for the carry archive alone (`limit` bytes, by default
-    CARRY_BYTES): one that must finish in the shard that trains it."""
+    CARRY_BYTES), one that must finish in the shard that trains it -> its bytes."""
     train = load_section(params_path, "train")
-    return {run_id for run_id, size in carry_sizes(params_path, train, train.runs).items()
+    return {run_id: size for run_id, size in carry_sizes(params_path, train, train.runs).items()
             if size > (limit or CARRY_BYTES)}
+
+
+def uncarried(params_path: Path, folder: Path = PAPER_CELLS, large: dict[str, int] | None = None) -> dict[str, int]:
+    """The frontier's cells (every figure's) of `large` (`too_large`, by default worked out here) -> their
+    bytes: a shard trains one only if it will finish there."""
+    large = too_large(params_path) if large is None else large
+    return {r.id: large[r.id] for r in frontier(params_path, None, False, folder) if r.id in large}
 
 
 def filled(candidates: list[Run], sizes: dict[str, int], slots: int, limit: int = CARRY_BYTES) -> list[Run]:
